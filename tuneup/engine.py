@@ -1,0 +1,159 @@
+"""evaluate(rules, snapshot, params) -> Report. Pure: no I/O, no printing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tuneup.errors import ExprError, MissingFact
+from tuneup.model import RLIM_INFINITY, Finding, Report, Rule, Scope, Severity, Snapshot, Status, Value
+from tuneup.rulebook.loader import compile_expr
+from tuneup.rulebook.ops import OPERATORS, describe
+
+
+def render(v: Any) -> str:
+    """A value as an operator reads it: unlimited, space-separated tuples, whole floats as ints."""
+    if v is None:
+        return "absent"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int) and v >= RLIM_INFINITY:
+        return "unlimited"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() or abs(v) >= 100 else f"{v:.3g}"
+    if isinstance(v, tuple):
+        return " ".join(render(x) for x in v)
+    return str(v)
+
+
+def host_names(host: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "ram_bytes": int(host.get("mem_total_bytes") or 0),
+        "cpus": int(host.get("cpus") or 1),
+        "page_size": int(host.get("page_size") or 4096),
+        "kernel": tuple(host.get("kernel_version") or (0, 0, 0)),
+    }
+
+
+class _Facts:
+    """Fact lookup for one rule evaluation; process rules see their target's facts first."""
+
+    def __init__(self, snapshot: Snapshot, prefix: str = "") -> None:
+        self.facts = snapshot.facts
+        self.prefix = prefix
+
+    def resolve(self, key: str) -> str:
+        if self.prefix and (self.prefix + key) in self.facts:
+            return self.prefix + key
+        return key
+
+    def value(self, key: str) -> Value:
+        k = self.resolve(key)
+        f = self.facts.get(k)
+        if f is None:
+            raise MissingFact(k, "not collected in this snapshot")
+        if f.error:
+            raise MissingFact(k, f"unreadable ({f.error})")
+        if f.value is None:
+            raise MissingFact(k, "absent on this kernel")
+        return f.value
+
+    def has(self, key: str) -> bool:
+        f = self.facts.get(self.resolve(key))
+        return f is not None and f.value is not None
+
+
+def evaluate(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any]) -> list[Finding]:
+    names = {**host_names(snapshot.host), **params}
+    child_netns = snapshot.host.get("netns") == "child"
+    findings: list[Finding] = []
+    for rule in rules:
+        if rule.scope is Scope.PROCESS and snapshot.processes:
+            for proc in snapshot.processes:
+                target = f"pid {proc['pid']} ({proc.get('name', '?')})"
+                findings.append(_evaluate_one(rule, snapshot, names, _Facts(snapshot, f"proc.{proc['pid']}."),
+                                              target, child_netns))
+        else:
+            target = "tuneup's own process (use --pid)" if rule.scope is Scope.PROCESS else None
+            findings.append(_evaluate_one(rule, snapshot, names, _Facts(snapshot), target, child_netns))
+    return findings
+
+
+def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: _Facts,
+                  target: str | None, child_netns: bool) -> Finding:
+    key = facts.resolve(rule.fact)
+    fact = snapshot.facts.get(key)
+    base = dict(rule=rule.id, key=key, severity=rule.severity, title=rule.title, scope=rule.scope,
+                target=target, rationale=rule.rationale, refs=rule.refs, source=fact.source if fact else "")
+
+    def finding(status: Status, message: str, actual: Value = None, expected: str = "",
+                expected_value: Value = None, host_only: bool = False) -> Finding:
+        if target and rule.scope is Scope.PROCESS:
+            message = f"{target}: {message}"
+        return Finding(status=status, message=message, actual=actual, expected=expected,
+                       expected_value=expected_value, host_only=host_only, **base)
+
+    if rule.when:
+        try:
+            applies = compile_expr(rule.when).evaluate(names, facts.value, facts.has)
+        except MissingFact as exc:
+            return finding(Status.SKIP, f"not applicable: {exc}")
+        except ExprError as exc:
+            return finding(Status.ERROR, f"rule condition failed: {exc}")
+        if not applies:
+            return finding(Status.SKIP, f"not applicable: condition {rule.when!r} is false here")
+
+    if fact is None:
+        return finding(Status.UNKNOWN, f"{key} was not collected in this snapshot")
+    if fact.error:
+        return finding(Status.UNKNOWN, f"{key} could not be read: {fact.error}")
+    if fact.value is None:
+        if rule.scope is Scope.HOST and child_netns:
+            return finding(Status.SKIP, f"{key} is host-global and not visible from this child network "
+                                        "namespace: audit the host")
+        reason = rule.absent_reason or f"{key} is absent on this kernel"
+        if rule.absent is Status.PASS:
+            return finding(Status.PASS, f"{reason} (fine)")
+        return finding(rule.absent, reason)
+
+    local = {**names, "value": fact.value}
+    try:
+        actual = compile_expr(rule.actual).evaluate(local, facts.value, facts.has) if rule.actual else fact.value
+        expected_value = compile_expr(rule.expected).evaluate(local, facts.value, facts.has)
+    except MissingFact as exc:
+        return finding(Status.UNKNOWN, f"threshold needs {exc}", actual=fact.value)
+    except ExprError as exc:
+        return finding(Status.ERROR, f"rule could not be evaluated: {exc}", actual=fact.value)
+    want = describe(rule.op, expected_value, render)
+    try:
+        ok = OPERATORS[rule.op](actual, expected_value)
+    except (ExprError, TypeError) as exc:
+        return finding(Status.ERROR, f"cannot compare {render(actual)} {rule.op} {render(expected_value)}: {exc}",
+                       actual=actual, expected=want, expected_value=expected_value)
+    shown = render(actual) if not rule.actual else f"{render(actual)} (from {render(fact.value)})"
+    if ok:
+        return finding(Status.PASS, f"{key} is {shown}", actual, want, expected_value)
+    host_only = rule.scope is Scope.HOST and child_netns
+    msg = f"{key} is {shown}, want {want}"
+    if host_only:
+        msg += " (host-global: only the host can change it)"
+    return finding(Status.FAIL, msg, actual, want, expected_value, host_only)
+
+
+def build_report(rules: Iterable[Rule], snapshot: Snapshot, profile: str, params: Mapping[str, Any]) -> Report:
+    findings = evaluate(rules, snapshot, params)
+    return Report(profile=profile, params=dict(params), host=dict(snapshot.host),
+                  findings=tuple(findings), origin=snapshot.origin)
+
+
+def failing(report: Report, threshold: Severity | None, include_host: bool = False) -> list[Finding]:
+    """Findings that make the run fail: fail or error at or above the threshold (None = never).
+
+    A host-global failure seen from a child network namespace does not count against the
+    container unless include_host is set: the container cannot change it.
+    """
+    if threshold is None:
+        return []
+    return [f for f in report.findings
+            if f.status in (Status.FAIL, Status.ERROR) and f.severity >= threshold
+            and (include_host or not f.host_only)]

@@ -1,0 +1,1 @@
+"""The only code that reads the host. Everything here returns Fact objects or plain data."""

@@ -1,0 +1,60 @@
+"""Kernel sysctls from /proc/sys, typed.
+
+A value of whitespace-separated integers becomes an int (one) or a tuple of ints (several:
+ip_local_port_range, tcp_rmem, tcp_mem, file-nr); anything else stays a string. A key that does not
+exist on this kernel is absent (value None, no error); a key that exists but cannot be read carries
+the error instead, so "absent" and "unreadable" never look alike.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from tuneup.model import Fact, Value
+
+SYSCTL_PREFIXES = ("net.", "fs.", "kernel.", "vm.", "user.", "abi.", "dev.", "debug.", "crypto.")
+
+
+def is_sysctl(key: str) -> bool:
+    return key.startswith(SYSCTL_PREFIXES)
+
+
+def key_to_path(key: str, proc: str = "/proc") -> str:
+    return f"{proc}/sys/{key.replace('.', '/')}"
+
+
+def parse_value(text: str) -> Value:
+    parts = text.split()
+    if not parts:
+        return ""
+    try:
+        nums = tuple(int(p) for p in parts)
+    except ValueError:
+        return " ".join(parts)
+    return nums[0] if len(nums) == 1 else nums
+
+
+def read(key: str, proc: str = "/proc") -> Fact:
+    path = key_to_path(key, proc)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(65536)
+    except FileNotFoundError:
+        return Fact(key, None, path)
+    except NotADirectoryError:
+        return Fact(key, None, path)
+    except PermissionError:
+        return Fact(key, None, path, error="permission denied")
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return Fact(key, None, path)
+        return Fact(key, None, path, error=exc.strerror or str(exc))
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return Fact(key, None, path, error="not ASCII text")
+    return Fact(key, parse_value(text), path)
+
+
+def read_many(keys: list[str] | set[str], proc: str = "/proc") -> dict[str, Fact]:
+    return {k: read(k, proc) for k in sorted(keys)}

@@ -1,0 +1,147 @@
+"""Core types that cross module boundaries. Standard library only."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+# RLIM_INFINITY as the kernel reports it; "unlimited" in /proc/PID/limits.
+RLIM_INFINITY = 2**64 - 1
+
+Value = int | float | str | tuple | None
+
+
+class Severity(enum.IntEnum):
+    INFO = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    @classmethod
+    def parse(cls, text: str) -> "Severity":
+        return cls[text.upper()]
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class Status(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"        # not applicable here (kernel version, module not loaded, key absent)
+    UNKNOWN = "unknown"  # the fact could not be read (permission, not collected)
+    ERROR = "error"      # the rule itself could not be evaluated
+    WAIVED = "waived"
+
+
+class Scope(enum.StrEnum):
+    NETNS = "netns"      # per network namespace: a container can set it
+    HOST = "host"        # host-global: only the host (initial namespace) can change it
+    PROCESS = "process"  # a property of a process (rlimits), evaluated per target process
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One observed value. value None with error None means: absent on this host."""
+
+    key: str
+    value: Value
+    source: str
+    error: str | None = None
+
+    @property
+    def absent(self) -> bool:
+        return self.value is None and self.error is None
+
+
+@dataclass(frozen=True)
+class FixSpec:
+    kind: str                 # "sysctl" | "limits" | "systemd" | "modprobe"
+    key: str                  # sysctl key, "nofile", "LimitNOFILE", ...
+    value: str                # expression; may use `expected`
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    severity: Severity
+    fact: str
+    op: str
+    expected: str             # expression over params, host values and facts
+    scope: Scope
+    rationale: str
+    refs: tuple[str, ...]
+    section: str = "general"
+    actual: str | None = None  # optional expression over `value` (the fact) for derived values
+    when: str | None = None   # condition; false -> skip
+    absent: Status = Status.SKIP   # status when the fact is absent on this kernel
+    absent_reason: str | None = None
+    profiles: tuple[str, ...] = ("baseline",)
+    fix: FixSpec | None = None
+    origin: str = ""          # "rules/core.toml:12"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: int | float
+    description: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    extends: str | None
+    params: dict[str, int | float]      # resolved: inherited defaults plus own overrides
+    exclude: tuple[str, ...] = ()
+    origin: str = ""
+
+
+@dataclass
+class Snapshot:
+    """Everything the engine needs, collected once. Pure data after collection."""
+
+    host: dict[str, Any]
+    facts: dict[str, Fact]
+    processes: list[dict[str, Any]] = field(default_factory=list)  # {"pid", "name", ...}
+    collected_at: str = ""
+    origin: str = "live"      # "live", a snapshot path, or "root:DIR"
+
+    def get(self, key: str) -> Fact | None:
+        return self.facts.get(key)
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    key: str
+    status: Status
+    severity: Severity
+    actual: Value
+    expected: str             # rendered, e.g. ">= 4096"
+    message: str
+    title: str = ""
+    scope: Scope = Scope.HOST
+    host_only: bool = False   # failing host-global key audited from a child netns
+    source: str = ""          # where the fact came from (/proc/sys/..., file:line)
+    target: str | None = None  # "pid 1234 (nginx)" for process rules
+    expected_value: Value = None
+    rationale: str = ""
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    profile: str
+    params: dict[str, int | float]
+    host: dict[str, Any]
+    findings: tuple[Finding, ...]
+    origin: str = "live"
+
+    def summary(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in Status}
+        for f in self.findings:
+            counts[f.status.value] += 1
+        return counts

@@ -1,0 +1,1 @@
+"""Rules and profiles: TOML data -> Rule and Profile objects."""

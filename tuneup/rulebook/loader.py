@@ -1,0 +1,309 @@
+"""Load rule files and profiles (TOML) into Rule/Profile objects, with file:line errors.
+
+Layout of a rules directory:
+  profiles.toml      [param.NAME] declarations and [profile.NAME] definitions
+  *.toml             [[rule]] entries (any number of files)
+
+Every expression is parsed and its names checked at load time, so a typo fails the load with the
+file and line of the rule, not the audit.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
+from tuneup.model import FixSpec, Param, Profile, Rule, Scope, Severity, Status
+from tuneup.rulebook.expr import Expr
+from tuneup.rulebook.ops import OPERATORS
+
+# Names every expression may use besides profile parameters (filled from the snapshot's host).
+HOST_NAMES = frozenset({"ram_bytes", "cpus", "page_size", "kernel"})
+RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
+FIX_KINDS = ("sysctl", "limits", "systemd", "modprobe")
+PROFILES_FILE = "profiles.toml"
+
+_RULE_FIELDS = {
+    "id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs", "section",
+    "actual", "when", "absent", "absent_reason", "profiles", "fix",
+}
+_REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
+_ABSENT = {"pass": Status.PASS, "skip": Status.SKIP, "fail": Status.FAIL}
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_expr(text: str) -> Expr:
+    """Parse once; the engine and the loader share the cache."""
+    return Expr(text)
+
+
+def builtin_dir(name: str) -> Path:
+    """rules/ or templates/: inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here / name, here.parent / name):
+        if cand.is_dir():
+            return cand
+    raise RuntimeError(f"tuneup data directory {name!r} not found near {here}")  # broken install
+
+
+@dataclass
+class Rulebook:
+    rules: dict[str, Rule] = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
+    profile_defs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_profile: str = "web"
+
+    # -- profiles ---------------------------------------------------------------------------
+    def lineage(self, name: str) -> list[str]:
+        """[name, parent, grandparent, ...]; errors on unknown names and cycles."""
+        if name not in self.profile_defs:
+            known = ", ".join(sorted(self.profile_defs))
+            raise ProfileError(f"unknown profile {name!r} (known: {known})", "--profile")
+        chain: list[str] = []
+        cur: str | None = name
+        while cur is not None:
+            if cur in chain:
+                raise ProfileError(f"profile {name!r} extends itself via {' -> '.join(chain + [cur])}",
+                                   self.profile_defs[name].get("_origin"))
+            chain.append(cur)
+            parent = self.profile_defs[cur].get("extends")
+            if parent is not None and parent not in self.profile_defs:
+                raise ProfileError(f"profile {cur!r} extends unknown profile {parent!r}",
+                                   self.profile_defs[cur].get("_origin"))
+            cur = parent
+        return chain
+
+    def profile(self, name: str, overrides: dict[str, int | float] | None = None) -> Profile:
+        """Resolve a profile: inherited parameter defaults, own overrides, then --set values."""
+        chain = self.lineage(name)
+        params = {p.name: p.default for p in self.params.values()}
+        exclude: list[str] = []
+        for pname in reversed(chain):
+            d = self.profile_defs[pname]
+            params.update(d.get("params", {}))
+            exclude.extend(d.get("exclude", ()))
+        for key, val in (overrides or {}).items():
+            if key not in self.params:
+                known = ", ".join(sorted(self.params))
+                raise UsageError(f"unknown parameter {key!r} (known: {known})", "--set")
+            params[key] = val
+        d = self.profile_defs[name]
+        return Profile(name=name, description=d.get("description", ""), extends=d.get("extends"),
+                       params=params, exclude=tuple(exclude), origin=d.get("_origin", ""))
+
+    def rules_for(self, name: str) -> list[Rule]:
+        chain = set(self.lineage(name))
+        exclude = self.profile(name).exclude
+        return [r for r in self.rules.values()
+                if chain.intersection(r.profiles) and not any(fnmatchcase(r.id, p) for p in exclude)]
+
+    def profiles_of(self, rule: Rule) -> list[str]:
+        """Every profile that includes the rule (directly or through extends)."""
+        return [p for p in self.profile_defs if rule in self.rules_for(p)]
+
+    def fact_keys(self) -> set[str]:
+        """Every fact key any rule reads: what `collect` must gather."""
+        keys: set[str] = set()
+        for r in self.rules.values():
+            keys.add(r.fact)
+            for text in (r.expected, r.actual, r.when, r.fix.value if r.fix else None):
+                if text:
+                    keys |= compile_expr(text).fact_keys()
+        return keys
+
+
+def _line_of(text: str, pattern: str) -> int | None:
+    rx = re.compile(pattern)
+    for n, line in enumerate(text.splitlines(), 1):
+        if rx.search(line):
+            return n
+    return None
+
+
+def _table_header(table: str, name: str) -> str:
+    return r"^\[" + table + r"\." + re.escape(name) + r"[\].]"
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleFileError(f"cannot read: {exc.strerror}", str(path)) from None
+    except UnicodeDecodeError:
+        raise RuleFileError("not UTF-8 text", str(path)) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{m.group(1)}:{m.group(2)}" if m else str(path)
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "invalid TOML"
+        raise RuleFileError(f"invalid TOML: {msg}", where) from None
+
+
+def load(dirs: list[Path] | None = None) -> Rulebook:
+    """Load the built-in rules, then each extra directory (later ones may add rules/profiles)."""
+    book = Rulebook()
+    all_dirs = [builtin_dir("rules"), *(dirs or [])]
+    for d in all_dirs:
+        if not d.is_dir():
+            raise UsageError("rules directory does not exist", str(d))
+        prof = d / PROFILES_FILE
+        if prof.exists():
+            _load_profiles(book, prof)
+    if not book.profile_defs:
+        raise ProfileError("no profiles defined", str(all_dirs[0] / PROFILES_FILE))
+    for d in all_dirs:
+        for path in sorted(d.glob("*.toml")):
+            if path.name != PROFILES_FILE:
+                _load_rules(book, path)
+    for name in book.profile_defs:
+        book.lineage(name)   # unknown parents and cycles fail at load
+    return book
+
+
+def _number(val: Any, where: str) -> int | float:
+    if isinstance(val, bool) or not isinstance(val, (int, float)):
+        raise ProfileError(f"parameter value must be a number, got {val!r}", where)
+    return val
+
+
+def _load_profiles(book: Rulebook, path: Path) -> None:
+    data, text = _read_toml(path)
+    for name, spec in data.get("param", {}).items():
+        where = f"{path}:{_line_of(text, _table_header('param', name)) or 1}"
+        if not isinstance(spec, dict) or "default" not in spec:
+            raise ProfileError(f"param {name!r} needs a default", where)
+        book.params[name] = Param(name, _number(spec["default"], where), str(spec.get("description", "")))
+    if "default_profile" in data:
+        book.default_profile = str(data["default_profile"])
+    for name, spec in data.get("profile", {}).items():
+        where = f"{path}:{_line_of(text, _table_header('profile', name)) or 1}"
+        if not isinstance(spec, dict):
+            raise ProfileError(f"profile {name!r} must be a table", where)
+        unknown = set(spec) - {"description", "extends", "params", "exclude"}
+        if unknown:
+            raise ProfileError(f"profile {name!r}: unknown field(s) {', '.join(sorted(unknown))}", where)
+        params = spec.get("params", {})
+        for k, v in params.items():
+            if k not in book.params:
+                raise ProfileError(f"profile {name!r} sets undeclared parameter {k!r}", where)
+            _number(v, where)
+        book.profile_defs[name] = {**spec, "_origin": where}
+
+
+def _load_rules(book: Rulebook, path: Path) -> None:
+    data, text = _read_toml(path)
+    extra = set(data) - {"rule"}
+    if extra:
+        raise RuleFileError(f"unknown top-level table(s) {', '.join(sorted(extra))}; expected [[rule]]", str(path))
+    entries = data.get("rule", [])
+    if not isinstance(entries, list):
+        raise RuleFileError("'rule' must be an array of tables ([[rule]])", str(path))
+    rule_lines = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[rule]]"]
+    for i, entry in enumerate(entries):
+        line = rule_lines[i] if i < len(rule_lines) else 1
+        rid = entry.get("id") if isinstance(entry, dict) else None
+        if isinstance(rid, str):
+            line = _line_of(text, rf'^\s*id\s*=\s*["\']{re.escape(rid)}["\']') or line
+        where = f"{path}:{line}"
+        rule = _build_rule(entry, where, book)
+        if rule.id in book.rules:
+            raise RuleFileError(f"rule {rule.id} already defined at {book.rules[rule.id].origin}", where)
+        book.rules[rule.id] = rule
+
+
+def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
+    if not isinstance(e, dict):
+        raise RuleFileError("[[rule]] entry must be a table", where)
+    label = f"rule {e.get('id', '?')}"
+    for req in _REQUIRED:
+        if req not in e:
+            raise RuleFileError(f"{label}: missing field {req!r}", where)
+    unknown = set(e) - _RULE_FIELDS
+    if unknown:
+        raise RuleFileError(f"{label}: unknown field(s) {', '.join(sorted(unknown))}", where)
+
+    def text_field(name: str, *, optional: bool = False) -> str | None:
+        v = e.get(name)
+        if v is None and optional:
+            return None
+        if not isinstance(v, str) or not v.strip():
+            raise RuleFileError(f"{label}: {name!r} must be a non-empty string", where)
+        return v
+
+    rid = text_field("id")
+    if not RULE_ID.match(rid):
+        raise RuleFileError(f"rule id {rid!r} must look like AREA-NAME (capitals, digits, dashes)", where)
+    try:
+        severity = Severity.parse(text_field("severity"))
+    except KeyError:
+        raise RuleFileError(f"{label}: severity must be info, warning or critical, not {e['severity']!r}", where) from None
+    try:
+        scope = Scope(text_field("scope"))
+    except ValueError:
+        raise RuleFileError(f"{label}: scope must be netns, host or process, not {e['scope']!r}", where) from None
+    op = text_field("op")
+    if op not in OPERATORS:
+        raise RuleFileError(f"{label}: unknown operator {op!r} (known: {', '.join(OPERATORS)})", where)
+    absent = e.get("absent", "skip")
+    if absent not in _ABSENT:
+        raise RuleFileError(f"{label}: absent must be pass, skip or fail, not {absent!r}", where)
+    refs = e["refs"]
+    if not isinstance(refs, list) or not refs or not all(isinstance(r, str) and r.strip() for r in refs):
+        raise RuleFileError(f"{label}: refs must be a non-empty list of strings", where)
+    profiles = e.get("profiles", ["baseline"])
+    if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+        raise RuleFileError(f"{label}: profiles must be a list of profile names", where)
+    for p in profiles:
+        if p not in book.profile_defs:
+            raise RuleFileError(f"{label}: unknown profile {p!r}", where)
+    expected = e["expected"]
+    if isinstance(expected, bool) or isinstance(expected, (int, float)):
+        expected = repr(expected)
+    elif not isinstance(expected, str):
+        raise RuleFileError(f"{label}: expected must be an expression string or a number", where)
+
+    fix = None
+    if "fix" in e:
+        f = e["fix"]
+        if not isinstance(f, dict) or f.get("kind") not in FIX_KINDS:
+            raise RuleFileError(f"{label}: fix.kind must be one of {', '.join(FIX_KINDS)}", where)
+        unknown = set(f) - {"kind", "key", "value"}
+        if unknown:
+            raise RuleFileError(f"{label}: fix has unknown field(s) {', '.join(sorted(unknown))}", where)
+        fval = f.get("value", "expected")
+        fix = FixSpec(kind=f["kind"], key=str(f.get("key", e["fact"])),
+                      value=fval if isinstance(fval, str) else repr(fval))
+
+    params = set(book.params) | HOST_NAMES
+    checks = [("expected", expected, params | {"value"}),
+              ("actual", e.get("actual"), params | {"value"}),
+              ("when", e.get("when"), params),
+              ("fix.value", fix.value if fix else None, params | {"value", "expected"})]
+    for name, text, allowed in checks:
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise RuleFileError(f"{label}: {name} must be an expression string", where)
+        try:
+            ex = compile_expr(text)
+        except ExprError as exc:
+            raise RuleFileError(f"{label}: {name}: {exc}", where) from None
+        unknown_names = ex.names - allowed
+        if unknown_names:
+            raise RuleFileError(f"{label}: {name} uses unknown name(s) {', '.join(sorted(unknown_names))}", where)
+
+    return Rule(
+        id=rid, title=text_field("title"), severity=severity, fact=text_field("fact"), op=op,
+        expected=expected, scope=scope, rationale=text_field("rationale"), refs=tuple(refs),
+        section=str(e.get("section", "general")), actual=text_field("actual", optional=True),
+        when=text_field("when", optional=True), absent=_ABSENT[absent],
+        absent_reason=text_field("absent_reason", optional=True), profiles=tuple(profiles),
+        fix=fix, origin=where,
+    )
