@@ -130,6 +130,7 @@ class Finding:
     expected_value: Value = None
     rationale: str = ""
     refs: tuple[str, ...] = ()
+    waiver: str | None = None  # "reason (until 2025-06-30, waivers.toml:4)" when a waiver matched
 
 
 @dataclass(frozen=True)
@@ -145,3 +146,42 @@ class Report:
         for f in self.findings:
             counts[f.status.value] += 1
         return counts
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Reports of many hosts audited with the same rules, profile and parameters."""
+
+    profile: str
+    params: dict[str, int | float]
+    reports: tuple[Report, ...]
+
+    def summary(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in Status}
+        for r in self.reports:
+            for k, v in r.summary().items():
+                counts[k] += v
+        return counts
+
+    def failing_rules(self) -> list[tuple[str, Severity, str, list[str]]]:
+        """(rule, severity, title, [host labels]) for every rule that fails (or errors) somewhere,
+        most hosts first. A host is labelled by hostname, or by hostname and origin if the
+        hostname occurs twice in the fleet."""
+        labels = self.labels()
+        seen: dict[str, tuple[Severity, str, list[str]]] = {}
+        for label, r in zip(labels, self.reports):
+            for f in r.findings:
+                if f.status in (Status.FAIL, Status.ERROR):
+                    sev, title, hosts = seen.setdefault(f.rule, (f.severity, f.title, []))
+                    if not hosts or hosts[-1] != label:
+                        hosts.append(label)
+        return sorted(((rid, sev, title, hosts) for rid, (sev, title, hosts) in seen.items()),
+                      key=lambda t: (-len(t[3]), -t[1], t[0]))
+
+    def labels(self) -> list[str]:
+        names = [str(r.host.get("hostname", "?")) for r in self.reports]
+        counts: dict[str, int] = {}
+        for n in names:
+            counts[n] = counts.get(n, 0) + 1
+        dup = {n for n, c in counts.items() if c > 1}
+        return [f"{n} ({r.origin})" if n in dup else n for n, r in zip(names, self.reports)]
