@@ -57,8 +57,10 @@ def identity(proc: str = "/proc") -> dict:
         cpus = len(os.sched_getaffinity(0))
     except OSError:
         cpus = os.cpu_count() or 1
-    name = distro.id() or "linux"
-    version = distro.version(best=False)
+    # os-release only: the lsb_release and uname fallbacks cost two subprocesses per audit.
+    dist = distro.LinuxDistribution(include_lsb=False, include_uname=False, include_oslevel=False)
+    name = dist.id() or "linux"
+    version = dist.version(best=False)
     return {
         "hostname": uname.nodename,
         "kernel": uname.release,

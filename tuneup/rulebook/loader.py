@@ -34,6 +34,7 @@ _RULE_FIELDS = {
     "actual", "when", "absent", "absent_reason", "profiles", "fix",
 }
 _REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
+_ID_LINE = re.compile(r"""^id\s*=\s*["']([^"']+)["']""")
 _ABSENT = {"pass": Status.PASS, "skip": Status.SKIP, "fail": Status.FAIL}
 
 
@@ -205,12 +206,19 @@ def _load_rules(book: Rulebook, path: Path) -> None:
     entries = data.get("rule", [])
     if not isinstance(entries, list):
         raise RuleFileError("'rule' must be an array of tables ([[rule]])", str(path))
-    rule_lines = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[rule]]"]
+    rule_lines: list[int] = []
+    id_lines: dict[str, list[int]] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if stripped == "[[rule]]":
+            rule_lines.append(n)
+        elif stripped.startswith("id") and (m := _ID_LINE.match(stripped)):
+            id_lines.setdefault(m.group(1), []).append(n)
     for i, entry in enumerate(entries):
         line = rule_lines[i] if i < len(rule_lines) else 1
         rid = entry.get("id") if isinstance(entry, dict) else None
-        if isinstance(rid, str):
-            line = _line_of(text, rf'^\s*id\s*=\s*["\']{re.escape(rid)}["\']') or line
+        if isinstance(rid, str) and id_lines.get(rid):
+            line = id_lines[rid].pop(0)   # the n-th entry with this id is at its n-th id line
         where = f"{path}:{line}"
         rule = _build_rule(entry, where, book)
         if rule.id in book.rules:

@@ -1,0 +1,109 @@
+"""Rule files and profiles: the built-in set loads, and each kind of bad input names file and line."""
+
+import textwrap
+
+import pytest
+
+from tuneup.errors import ProfileError, RuleFileError, UsageError
+from tuneup.rulebook import loader
+
+GOOD = '''
+[[rule]]
+id = "USER-SOMAXCONN"
+title = "t"
+severity = "warning"
+fact = "net.core.somaxconn"
+op = ">="
+expected = "max(1024, connections // 100)"
+scope = "netns"
+rationale = "r"
+refs = ["https://docs.kernel.org/networking/ip-sysctl.html"]
+profiles = ["web"]
+'''
+
+
+def write(tmp_path, text, name="user.toml"):
+    (tmp_path / name).write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def test_builtin_rules_and_profiles_load():
+    book = loader.load()
+    assert len(book.rules) >= 15
+    assert {"baseline", "web", "proxy", "websocket", "erlang"} <= set(book.profile_defs)
+    assert book.default_profile in book.profile_defs
+    for r in book.rules.values():
+        assert r.refs and r.rationale and r.origin
+
+
+def test_user_rules_dir_adds_rules_to_profiles(tmp_path):
+    book = loader.load([write(tmp_path, GOOD)])
+    assert "USER-SOMAXCONN" in [r.id for r in book.rules_for("proxy")]      # proxy extends web
+    assert "USER-SOMAXCONN" not in [r.id for r in book.rules_for("baseline")]
+
+
+def test_profile_inheritance_and_overrides():
+    book = loader.load()
+    proxy = book.profile("proxy")
+    assert proxy.params["fds_per_connection"] == 2
+    assert proxy.params["connections"] == book.profile("web").params["connections"]
+    assert book.profile("proxy", {"connections": 500000}).params["connections"] == 500000
+    assert set(r.id for r in book.rules_for("web")) <= set(r.id for r in book.rules_for("proxy"))
+    with pytest.raises(UsageError, match="unknown parameter 'conections'"):
+        book.profile("web", {"conections": 1})
+    with pytest.raises(ProfileError, match="unknown profile"):
+        book.profile("nope")
+
+
+BAD_RULES = [
+    ('[[rule]]\nid = "A-B"\ntitle = \n', r":3:\d+: invalid TOML"),
+    (GOOD.replace('severity = "warning"', 'severity = "fatal"'), r":3: rule USER-SOMAXCONN: severity must be"),
+    (GOOD.replace('op = ">="', 'op = "=>"'), r":3: rule USER-SOMAXCONN: unknown operator '=>'"),
+    (GOOD.replace("connections // 100", "conections // 100"), r"expected uses unknown name\(s\) conections"),
+    (GOOD.replace("max(1024", "__import__(1024"), r"unknown function __import__"),
+    (GOOD.replace('scope = "netns"', 'scope = "global"'), r"scope must be netns, host or process"),
+    (GOOD.replace('refs = ["https://docs.kernel.org/networking/ip-sysctl.html"]', "refs = []"), r"refs must be a non-empty"),
+    (GOOD.replace('rationale = "r"\n', ""), r"missing field 'rationale'"),
+    (GOOD.replace('profiles = ["web"]', 'profiles = ["webb"]'), r"unknown profile 'webb'"),
+    (GOOD.replace('id = "USER-SOMAXCONN"', 'id = "lower_case"'), r"rule id 'lower_case' must look like"),
+    (GOOD + 'colour = "red"\n', r"unknown field\(s\) colour"),
+    (GOOD + GOOD, r":15: rule USER-SOMAXCONN already defined at .*:3"),
+    ('[rules]\nx = 1\n', r"unknown top-level table"),
+    (GOOD + 'fix = { kind = "registry" }\n', r"fix.kind must be one of"),
+]
+
+
+@pytest.mark.parametrize("text,pattern", BAD_RULES)
+def test_bad_rule_files_name_file_and_line(tmp_path, text, pattern):
+    d = write(tmp_path, text)
+    with pytest.raises(RuleFileError, match=pattern) as info:
+        loader.load([d])
+    assert str(info.value).startswith(str(d / "user.toml"))
+
+
+def test_duplicate_of_a_builtin_rule_is_rejected(tmp_path):
+    text = GOOD.replace("USER-SOMAXCONN", "NET-SOMAXCONN")
+    with pytest.raises(RuleFileError, match="NET-SOMAXCONN already defined"):
+        loader.load([write(tmp_path, text)])
+
+
+def test_bad_profiles_file(tmp_path):
+    write(tmp_path, '[profile.loop]\nextends = "loop"\n', "profiles.toml")
+    with pytest.raises(ProfileError, match="extends itself"):
+        loader.load([tmp_path])
+    write(tmp_path, '[profile.x]\nextends = "nothere"\n', "profiles.toml")
+    with pytest.raises(ProfileError, match="extends unknown profile 'nothere'"):
+        loader.load([tmp_path])
+    write(tmp_path, '[profile.x]\nparams = { bogus = 1 }\n', "profiles.toml")
+    with pytest.raises(ProfileError, match=r"profiles.toml:1: profile 'x' sets undeclared parameter 'bogus'"):
+        loader.load([tmp_path])
+
+
+def test_missing_rules_dir():
+    with pytest.raises(UsageError, match="does not exist"):
+        loader.load([loader.Path("/nonexistent/rules")])
+
+
+def test_fact_keys_cover_rule_facts_and_expression_facts():
+    keys = loader.load().fact_keys()
+    assert {"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "fs.file-max"} <= keys
