@@ -104,6 +104,8 @@ def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: 
             return finding(Status.SKIP, f"not applicable: condition {rule.when!r} is false here")
 
     if fact is None:
+        if rule.scope is Scope.PROCESS and not facts.prefix:
+            return finding(Status.SKIP, f"{rule.fact} is observed on a running server only")
         return finding(Status.UNKNOWN, f"{key} was not collected in this snapshot")
     if fact.error:
         return finding(Status.UNKNOWN, f"{key} could not be read: {fact.error}")
