@@ -53,6 +53,7 @@ RulesDirOpt = Annotated[Optional[list[Path]], typer.Option("--rules-dir", help="
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
 PidOpt = Annotated[Optional[list[int]], typer.Option("--pid", help="Also audit this running process (repeatable).")]
+ProcessOpt = Annotated[Optional[list[str]], typer.Option("--process", help="Also audit running processes with this name (repeatable).")]
 
 
 def parse_sets(items: list[str] | None) -> dict[str, int | float]:
@@ -109,37 +110,68 @@ def audit(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
     output: OutputOpt = None,
     force: ForceOpt = False,
-    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")] = FailOn.WARNING,
+    fail_on: Annotated[Optional[FailOn], typer.Option("--fail-on", help="Lowest severity that makes the exit code 1 [default: warning, or fail_on in tuneup.toml].", show_default=False)] = None,
     set_: SetOpt = None,
-    snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="Audit this snapshot instead of the live host.")] = None,
+    snapshot: Annotated[Optional[list[Path]], typer.Option("--snapshot", help="Audit this snapshot instead of the live host; repeat it, or give a directory or glob, to audit a fleet.")] = None,
     rules_dir: RulesDirOpt = None,
     pid: PidOpt = None,
     include_host: Annotated[bool, typer.Option("--include-host", help="In a child network namespace, count failing host-global keys too.")] = False,
+    waivers: Annotated[Optional[list[Path]], typer.Option("--waivers", help="TOML file of [[waiver]] entries (rule, reason, expires, hosts); repeatable.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (profile, params, fail_on, waivers) [default: ./tuneup.toml if present].")] = None,
 ) -> None:
-    """Audit the live host (or a snapshot) against a profile."""
-    from tuneup import engine
+    """Audit the live host, a snapshot, or a fleet of snapshots against a profile."""
+    from tuneup import config as configmod
+    from tuneup import engine, run
+    from tuneup import waivers as waivermod
     from tuneup.formats import render
     from tuneup.model import Severity
 
-    overrides = parse_sets(set_)
-    book = _book(rules_dir)
-    prof = book.profile(profile or book.default_profile, overrides)
-    rules = book.rules_for(prof.name)
-    if snapshot is not None:
+    cfg = configmod.load(config)
+    waived = list(cfg.waivers) + [w for path in waivers or [] for w in waivermod.load(path)]
+    plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [], waived,
+                    config_params=cfg.params, config_where=cfg.path)
+    paths, is_fleet = run.expand_snapshots(snapshot or [])
+    if is_fleet:
         if pid:
             raise UsageError("--pid reads a live process; it cannot be combined with --snapshot", "--pid")
-        from tuneup import snapshot as snapmod
-
-        snap = snapmod.load(str(snapshot))
+        result = run.audit_fleet(plan, paths, _progress(len(paths)))
+        reports = list(result.reports)
     else:
-        from tuneup.facts.collect import collect
-
-        snap = collect(book.fact_keys(), pid or ())
-    report = engine.build_report(rules, snap, prof.name, prof.params)
-    write_output(render(report, fmt), output, force)
-    threshold = None if fail_on is FailOn.NEVER else Severity.parse(fail_on.value)
-    if engine.failing(report, threshold, include_host):
+        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or ()))
+        reports = [result]
+    write_output(render(result, fmt, color=_color(output)), output, force)
+    level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
+    threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
+    if any(engine.failing(r, threshold, include_host) for r in reports):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _color(output: Path | None) -> bool:
+    """ANSI colour only for a terminal on stdout, and never when NO_COLOR is set (no-color.org)."""
+    if output is not None and str(output) != "-":
+        return False
+    if os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def _progress(total: int, threshold: int = 20):
+    """A one-line progress bar on stderr for many snapshots on a terminal; None otherwise."""
+    if total < threshold or not sys.stderr.isatty():
+        return None
+    step = max(1, total // 100)
+
+    def show(done: int, n: int) -> None:
+        if done % step and done != n:
+            return
+        width = 30
+        fill = width * done // n
+        sys.stderr.write(f"\rauditing snapshots [{'#' * fill}{'.' * (width - fill)}] {done}/{n}")
+        if done == n:
+            sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+    return show
 
 
 @app.command()
@@ -147,14 +179,52 @@ def collect(
     output: OutputOpt = None,
     force: ForceOpt = False,
     pid: PidOpt = None,
+    process: ProcessOpt = None,
     rules_dir: RulesDirOpt = None,
 ) -> None:
     """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere."""
     from tuneup import snapshot as snapmod
-    from tuneup.facts.collect import collect as do_collect
+    from tuneup.facts.collect import collect as do_collect, resolve_targets
 
     book = _book(rules_dir)
-    write_output(snapmod.dumps(do_collect(book.fact_keys(), pid or ())), output, force)
+    snap = do_collect(book.fact_keys(), resolve_targets(pid or (), process or ()))
+    write_output(snapmod.dumps(snap), output, force)
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(metavar="A", help="Snapshot file.")],
+    b: Annotated[Optional[Path], typer.Argument(metavar="[B]", help="Snapshot file [default: the live host].")] = None,
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    rules_dir: RulesDirOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: table, json or markdown.")] = "table",
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file [default: ./tuneup.toml if present].")] = None,
+) -> None:
+    """Compare two snapshots (or a snapshot with the live host): differing facts and findings.
+
+    Exit code 0 when nothing differs, 1 when something does (like diff(1)), 2 on bad input.
+    """
+    from tuneup import config as configmod
+    from tuneup import diff as diffmod
+    from tuneup import run
+    from tuneup.formats.diff_view import DiffFormat, format_diff
+
+    try:
+        dfmt = DiffFormat(fmt)
+    except ValueError:
+        raise UsageError(f"unknown format {fmt!r} (choose: {', '.join(DiffFormat)})", "--format") from None
+    cfg = configmod.load(config)
+    plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [],
+                    config_params=cfg.params, config_where=cfg.path)
+    sa = run.obtain_snapshot(plan, a)
+    sb = run.obtain_snapshot(plan, b)
+    d = diffmod.compare(sa, sb, plan.audit(sa), plan.audit(sb), str(a), str(b) if b else "live host")
+    write_output(format_diff(d, dfmt), output, force)
+    if not d.empty:
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @rules_app.command("list")

@@ -1,31 +1,61 @@
-"""Report formats. Each module exposes ``format(report, **opts) -> str``; only the CLI writes."""
+"""Report formats. Each module exposes ``format_report(report, **opts) -> str`` and
+``format_fleet(fleet, **opts) -> str``; only the CLI writes. Options a format does not use are
+ignored (``color`` for the table, ``root`` for SARIF)."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from types import ModuleType
 from typing import assert_never
 
-from tuneup.model import Report
+from tuneup.model import Fleet, Report
 
 
 class OutputFormat(enum.StrEnum):
     TABLE = "table"
     JSON = "json"
+    MARKDOWN = "markdown"
+    HTML = "html"
+    JUNIT = "junit"
+    SARIF = "sarif"
+    PROMETHEUS = "prometheus"
 
 
-def formatter(fmt: OutputFormat) -> Callable[..., str]:
+def module(fmt: OutputFormat) -> ModuleType:
     """Map every format choice to its implementation (imported only when chosen)."""
     match fmt:
         case OutputFormat.TABLE:
-            from tuneup.formats import table
-            return table.format_report
+            from tuneup.formats import table as mod
         case OutputFormat.JSON:
-            from tuneup.formats import json_report
-            return json_report.format_report
+            from tuneup.formats import json_report as mod
+        case OutputFormat.MARKDOWN:
+            from tuneup.formats import markdown as mod
+        case OutputFormat.HTML:
+            from tuneup.formats import html as mod
+        case OutputFormat.JUNIT:
+            from tuneup.formats import junit as mod
+        case OutputFormat.SARIF:
+            from tuneup.formats import sarif as mod
+        case OutputFormat.PROMETHEUS:
+            from tuneup.formats import prometheus as mod
         case _:
             assert_never(fmt)
+    return mod
 
 
-def render(report: Report, fmt: OutputFormat, **opts) -> str:
-    return formatter(fmt)(report, **opts)
+def split_ref(ref: str) -> tuple[str | None, str]:
+    """"https://x/y.html (somaxconn)" -> ("https://x/y.html", "(somaxconn)"); non-http refs -> (None, ref)."""
+    url, _, note = ref.strip().partition(" ")
+    if url.startswith(("https://", "http://")) and '"' not in url and "<" not in url:
+        return url, note.strip()
+    return None, ref
+
+
+def formatter(fmt: OutputFormat):
+    return module(fmt).format_report
+
+
+def render(report: Report | Fleet, fmt: OutputFormat, **opts) -> str:
+    if isinstance(report, Fleet):
+        return module(fmt).format_fleet(report, **opts)
+    return module(fmt).format_report(report, **opts)

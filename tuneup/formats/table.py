@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneup.engine import render
-from tuneup.model import Report, Status
+from tuneup.model import Fleet, Report, Status
 
 _ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.UNKNOWN: 2, Status.WAIVED: 3, Status.SKIP: 4, Status.PASS: 5}
 
@@ -14,12 +14,21 @@ def _clip(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_report(report: Report, **_: Any) -> str:
+# ANSI colours per status; only used when the CLI says the output is a terminal without NO_COLOR.
+_COLOURS = {Status.FAIL: "31;1", Status.ERROR: "35;1", Status.UNKNOWN: "33", Status.WAIVED: "36",
+            Status.SKIP: "2", Status.PASS: "32"}
+
+
+def _status(status: Status, text: str, color: bool) -> str:
+    return f"\x1b[{_COLOURS[status]}m{text}\x1b[0m" if color else text
+
+
+def format_report(report: Report, *, color: bool = False, **_: Any) -> str:
     from tabulate import tabulate
 
     findings = sorted(report.findings, key=lambda f: (_ORDER[f.status], -f.severity, f.rule))
     rows = [
-        [f.status.value.upper() + (" (host)" if f.host_only else ""), str(f.severity), f.rule,
+        [_status(f.status, f.status.value.upper() + (" (host)" if f.host_only else ""), color), str(f.severity), f.rule,
          _clip(f.key, 36), _clip(render(f.actual) if f.actual is not None else "-", 28), _clip(f.expected or "-", 28)]
         for f in findings
     ]
@@ -40,4 +49,38 @@ def format_report(report: Report, **_: Any) -> str:
                 lines.append(f"      why: {f.rationale}")
     s = report.summary()
     lines += ["", "Summary: " + ", ".join(f"{v} {k}" for k, v in s.items() if v or k in ("pass", "fail"))]
+    return "\n".join(lines) + "\n"
+
+
+def format_fleet(fleet: Fleet, *, color: bool = False, **_: Any) -> str:
+    """One line per host, then the rules that fail on the most hosts."""
+    from tabulate import tabulate
+
+    labels = fleet.labels()
+    rows = []
+    for label, r in zip(labels, fleet.reports):
+        s = r.summary()
+        bad = s["fail"] + s["error"]
+        state = _status(Status.FAIL if bad else Status.PASS, "FAIL" if bad else "OK", color)
+        rows.append([state, _clip(label, 40), _clip(str(r.host.get("kernel", "?")), 24), s["fail"], s["error"],
+                     s["waived"], s["unknown"], s["pass"]])
+    rows.sort(key=lambda row: (-(row[3] + row[4]), row[1]))
+    failing = fleet.failing_rules()
+    n = len(fleet.reports)
+    lines = [
+        f"tuneup fleet audit of {n} host{'s' if n != 1 else ''}, profile {fleet.profile}: "
+        + ", ".join(f"{k}={v}" for k, v in fleet.params.items()),
+        "",
+        tabulate(rows, headers=["STATE", "HOST", "KERNEL", "FAIL", "ERROR", "WAIVED", "UNKNOWN", "PASS"],
+                 tablefmt="simple"),
+    ]
+    if failing:
+        lines += ["", "Rules failing on hosts:", ""]
+        lines.append(tabulate(
+            [[rid, str(sev), f"{len(hosts)}/{n}", _clip(", ".join(hosts), 60)] for rid, sev, _t, hosts in failing],
+            headers=["RULE", "SEVERITY", "HOSTS", "WHICH"], tablefmt="simple"))
+    bad_hosts = sum(1 for r in fleet.reports if any(f.status in (Status.FAIL, Status.ERROR) for f in r.findings))
+    s = fleet.summary()
+    lines += ["", f"Summary: {bad_hosts} of {n} hosts failing; findings: "
+              + ", ".join(f"{v} {k}" for k, v in s.items() if v or k in ("pass", "fail"))]
     return "\n".join(lines) + "\n"

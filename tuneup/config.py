@@ -1,0 +1,115 @@
+"""Project defaults for `tuneup audit`: ./tuneup.toml (or --config FILE).
+
+    profile = "proxy"               # default --profile
+    fail_on = "critical"            # default --fail-on: info | warning | critical | never
+    waivers = "ops/waivers.toml"    # waiver file(s), relative to this file (string or list)
+
+    [params]                        # default --set values
+    connections = 50000
+
+    [[waiver]]                      # waivers may also live here
+    rule = "NET-NETDEV-BACKLOG"
+    reason = "10G NICs use RPS; tracked in OPS-77"
+    expires = 2025-12-31
+
+Options given on the command line win over the file; --set NAME=VALUE wins over [params].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneup.errors import TuneupError
+from tuneup.waivers import Waiver, loads_toml
+from tuneup.waivers import load as load_waivers
+from tuneup.waivers import parse as parse_waivers
+
+DEFAULT_NAME = "tuneup.toml"
+FAIL_ON = ("info", "warning", "critical", "never")
+_KEYS = {"profile", "fail_on", "params", "waivers", "waiver"}
+
+
+class ConfigError(TuneupError):
+    kind = "config"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str | None = None
+    profile: str | None = None
+    fail_on: str | None = None
+    params: dict[str, int | float] = field(default_factory=dict)
+    waivers: tuple[Waiver, ...] = ()
+
+
+def _line(text: str, key: str) -> int:
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s.startswith(key) and s[len(key):].lstrip().startswith(("=", "]")) or s == f"[{key}]":
+            return n
+    return 1
+
+
+def load(path: Path | None, cwd: Path | None = None) -> Config:
+    """--config FILE (must exist), else ./tuneup.toml if present, else defaults."""
+    if path is None:
+        cand = (cwd or Path.cwd()) / DEFAULT_NAME
+        if not cand.is_file():
+            return Config()
+        path = cand
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", where) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", where) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", where) from None
+    data = loads_toml(text, where, ConfigError)
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(sorted(_KEYS))})", where)
+    return Config(path=where, profile=_profile(data, text, where), fail_on=_fail_on(data, text, where),
+                  params=_params(data, text, where), waivers=tuple(_waivers(data, text, where, Path(path))))
+
+
+def _profile(data: dict[str, Any], text: str, where: str) -> str | None:
+    v = data.get("profile")
+    if v is not None and (not isinstance(v, str) or not v):
+        raise ConfigError("profile must be a profile name", f"{where}:{_line(text, 'profile')}")
+    return v
+
+
+def _fail_on(data: dict[str, Any], text: str, where: str) -> str | None:
+    v = data.get("fail_on")
+    if v is not None and v not in FAIL_ON:
+        raise ConfigError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {v!r}",
+                          f"{where}:{_line(text, 'fail_on')}")
+    return v
+
+
+def _params(data: dict[str, Any], text: str, where: str) -> dict[str, int | float]:
+    params = data.get("params", {})
+    loc = f"{where}:{_line(text, 'params')}"
+    if not isinstance(params, dict):
+        raise ConfigError("[params] must be a table of NAME = number", loc)
+    for k, v in params.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
+            raise ConfigError(f"params.{k} must be a non-negative number, got {v!r}", loc)
+    return dict(params)
+
+
+def _waivers(data: dict[str, Any], text: str, where: str, path: Path) -> list[Waiver]:
+    out = parse_waivers({"waiver": data.get("waiver", [])}, text, where)
+    files = data.get("waivers", [])
+    if isinstance(files, str):
+        files = [files]
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise ConfigError("waivers must be a file name or a list of them", f"{where}:{_line(text, 'waivers')}")
+    for f in files:
+        out += load_waivers(path.parent / f)
+    return out

@@ -1,0 +1,114 @@
+"""`tuneup diff` as text: table, JSON ("schema": "tuneup.diff/1") or markdown."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any, assert_never
+
+from tuneup.diff import Diff, FactChange
+from tuneup.engine import render
+from tuneup.model import Finding
+from tuneup.snapshot import to_json_value
+
+SCHEMA = "tuneup.diff/1"
+
+
+class DiffFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+def _fact(c: FactChange, side: str) -> str:
+    present, value, error = (c.a_present, c.a, c.a_error) if side == "a" else (c.b_present, c.b, c.b_error)
+    if not present:
+        return "(not collected)"
+    if error:
+        return f"(unreadable: {error})"
+    return render(value)
+
+
+def _finding(f: Finding | None) -> str:
+    if f is None:
+        return "(not audited)"
+    text = f.status.value
+    if f.actual is not None:
+        text += f": {render(f.actual)}"
+    if f.expected:
+        text += f" (want {f.expected})"
+    return text
+
+
+def as_dict(d: Diff) -> dict[str, Any]:
+    def fd(f: Finding | None) -> dict[str, Any] | None:
+        if f is None:
+            return None
+        return {"status": f.status.value, "severity": str(f.severity), "actual": to_json_value(f.actual),
+                "expected": f.expected, "message": f.message}
+
+    return {
+        "schema": SCHEMA,
+        "a": d.a_name,
+        "b": d.b_name,
+        "profile": d.profile,
+        "identical": d.empty,
+        "host": [{"field": k, "a": to_json_value(a), "b": to_json_value(b)} for k, a, b in d.host],
+        "facts": [{"key": c.key, "a": to_json_value(c.a), "b": to_json_value(c.b), "a_error": c.a_error,
+                   "b_error": c.b_error, "a_present": c.a_present, "b_present": c.b_present} for c in d.facts],
+        "findings": [{"rule": c.rule, "key": c.key, "target": c.target, "a": fd(c.a), "b": fd(c.b)}
+                     for c in d.findings],
+    }
+
+
+def _table(d: Diff) -> str:
+    from tabulate import tabulate
+
+    lines = [f"tuneup diff: A = {d.a_name}, B = {d.b_name} (profile {d.profile})", ""]
+    if d.host:
+        lines += ["Host:", tabulate([[k, render(a), render(b)] for k, a, b in d.host],
+                                    headers=["FIELD", "A", "B"], tablefmt="simple"), ""]
+    if d.facts:
+        lines += [f"Facts that differ ({len(d.facts)}):",
+                  tabulate([[c.key, _fact(c, "a"), _fact(c, "b")] for c in d.facts],
+                           headers=["KEY", "A", "B"], tablefmt="simple"), ""]
+    if d.findings:
+        lines += [f"Findings that differ ({len(d.findings)}):",
+                  tabulate([[c.rule, c.key, _finding(c.a), _finding(c.b)] for c in d.findings],
+                           headers=["RULE", "KEY", "A", "B"], tablefmt="simple"), ""]
+    if d.empty:
+        lines.append("No differences in facts or findings.")
+    else:
+        lines.append(f"{len(d.facts)} facts and {len(d.findings)} findings differ.")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(d: Diff) -> str:
+    from tuneup.formats.markdown import code, esc
+
+    lines = [f"## tuneup diff: {esc(d.a_name)} → {esc(d.b_name)}", ""]
+    if d.host:
+        lines += ["| Host field | A | B |", "|---|---|---|"]
+        lines += [f"| {k} | {code(render(a))} | {code(render(b))} |" for k, a, b in d.host] + [""]
+    if d.facts:
+        lines += ["| Fact | A | B |", "|---|---|---|"]
+        lines += [f"| {code(c.key)} | {code(_fact(c, 'a'))} | {code(_fact(c, 'b'))} |" for c in d.facts] + [""]
+    if d.findings:
+        lines += ["| Rule | Key | A | B |", "|---|---|---|---|"]
+        lines += [f"| {esc(c.rule)} | {code(c.key)} | {esc(_finding(c.a))} | {esc(_finding(c.b))} |"
+                  for c in d.findings] + [""]
+    if d.empty:
+        lines += ["No differences in facts or findings.", ""]
+    return "\n".join(lines)
+
+
+def format_diff(d: Diff, fmt: DiffFormat) -> str:
+    match fmt:
+        case DiffFormat.TABLE:
+            return _table(d)
+        case DiffFormat.JSON:
+            return json.dumps(as_dict(d), indent=2) + "\n"
+        case DiffFormat.MARKDOWN:
+            return _markdown(d)
+        case _:
+            assert_never(fmt)
