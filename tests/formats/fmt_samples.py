@@ -1,0 +1,56 @@
+"""In-memory snapshots and reports for the format tests (real rulebook, real engine)."""
+
+from __future__ import annotations
+
+import functools
+
+from tuneup.model import Fact, Finding, Report, Scope, Severity, Snapshot, Status
+
+STOCK = {
+    "fs.file-max": 2466174, "fs.nr_open": 1048576, "fs.file-nr": (99, 0, 2466174),
+    "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 128, "net.ipv4.tcp_syncookies": 1,
+    "net.ipv4.ip_local_port_range": (32768, 60999), "net.ipv4.tcp_tw_reuse": 2, "net.ipv4.tcp_tw_recycle": None,
+    "net.ipv4.tcp_max_tw_buckets": 131072, "net.ipv4.tcp_fin_timeout": 60, "net.core.netdev_max_backlog": 1000,
+    "net.ipv4.tcp_mem": (287898, 383866, 575796), "net.ipv4.tcp_abort_on_overflow": 0,
+    "net.ipv4.tcp_max_orphans": 131072, "rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 2**64 - 1,
+    "net.netfilter.nf_conntrack_max": 262144,
+}
+HOSTILE = '<script>alert("x")</script> & "quoted" | pipe\\back`tick\nnewline @team'
+
+
+def host(hostname: str = "web-1") -> dict:
+    return {"hostname": hostname, "kernel": "6.1.0-13-amd64", "kernel_version": [6, 1, 0], "arch": "x86_64",
+            "distro": "debian 12", "cpus": 8, "mem_total_bytes": 32 * 2**30, "page_size": 4096, "netns": "initial"}
+
+
+def snapshot(hostname: str = "web-1", origin: str = "test", **values) -> Snapshot:
+    vals = {**STOCK, **values}
+    facts = {k: Fact(k, v, "/proc/sys/" + k.replace(".", "/") if not k.startswith("rlimit") else "getrlimit(2)")
+             for k, v in vals.items()}
+    return Snapshot(host=host(hostname), facts=facts, origin=origin)
+
+
+@functools.lru_cache(maxsize=1)
+def plan():
+    from tuneup import run
+
+    return run.plan("web", {})
+
+
+def report(hostname: str = "web-1", origin: str = "test", **values) -> Report:
+    return plan().audit(snapshot(hostname, origin, **values))
+
+
+def file_report(origin: str = "root:tree") -> Report:
+    """A report whose facts came from files (as `audit --root` produces them)."""
+    def f(rule, status, source, sev=Severity.WARNING):
+        return Finding(rule=rule, key="net.core.somaxconn", status=status, severity=sev, actual=128,
+                       expected=">= 4096", message=f"{rule} message", title="t", scope=Scope.NETNS,
+                       source=source, expected_value=4096, rationale="why", refs=("https://example.org/x (y)",))
+    return Report(profile="web", params={"connections": 1}, host=host("tree-host"), origin=origin, findings=(
+        f("NET-A", Status.FAIL, "etc/sysctl.d/99-x.conf:3"),
+        f("NET-B", Status.FAIL, "/proc/sys/net/core/somaxconn"),
+        f("NET-C", Status.ERROR, "/etc/sysctl.conf:12", Severity.CRITICAL),
+        f("NET-D", Status.PASS, "etc/sysctl.conf:1"),
+        f("NET-E", Status.FAIL, "getrlimit(2)", Severity.INFO),
+    ))
