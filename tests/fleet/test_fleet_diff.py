@@ -156,3 +156,16 @@ def test_diff_against_the_live_host_and_bad_input(tmp_path, capsys):
     assert code == 2 and "missing.json: no such file" in err
     code, _, err = main(["diff", str(a), str(a), "-f", "xml"], capsys)
     assert code == 2 and "--format" in err
+
+
+def test_rules_are_loaded_once_per_fleet_run(tmp_path, monkeypatch):
+    from tuneup.rulebook import loader
+
+    for i in range(30):
+        write(tmp_path / "f" / f"h{i}.json", snap(f"h{i}"))
+    calls = []
+    real = loader.load
+    monkeypatch.setattr(loader, "load", lambda *a, **k: calls.append(1) or real(*a, **k))
+    res = cli(["audit", "--snapshot", str(tmp_path / "f"), "-f", "json"])
+    assert res.exit_code == 0 and len(json.loads(res.stdout)["hosts"]) == 30
+    assert len(calls) == 1
