@@ -115,6 +115,7 @@ def audit(
     snapshot: Annotated[Optional[list[Path]], typer.Option("--snapshot", help="Audit this snapshot instead of the live host; repeat it, or give a directory or glob, to audit a fleet.")] = None,
     rules_dir: RulesDirOpt = None,
     pid: PidOpt = None,
+    process: ProcessOpt = None,
     include_host: Annotated[bool, typer.Option("--include-host", help="In a child network namespace, count failing host-global keys too.")] = False,
     waivers: Annotated[Optional[list[Path]], typer.Option("--waivers", help="TOML file of [[waiver]] entries (rule, reason, expires, hosts); repeatable.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (profile, params, fail_on, waivers) [default: ./tuneup.toml if present].")] = None,
@@ -132,12 +133,13 @@ def audit(
                     config_params=cfg.params, config_where=cfg.path)
     paths, is_fleet = run.expand_snapshots(snapshot or [])
     if is_fleet:
-        if pid:
-            raise UsageError("--pid reads a live process; it cannot be combined with --snapshot", "--pid")
+        if pid or process:
+            raise UsageError("--pid/--process read live processes; they cannot be combined with --snapshot",
+                             "--pid" if pid else "--process")
         result = run.audit_fleet(plan, paths, _progress(len(paths)))
         reports = list(result.reports)
     else:
-        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or ()))
+        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or ()))
         reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)

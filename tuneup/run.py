@@ -96,14 +96,15 @@ def audit_fleet(p: Plan, paths: Sequence[Path], progress: Callable[[int, int], N
     return Fleet(profile=p.profile.name, params=dict(p.profile.params), reports=tuple(reports))
 
 
-def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = ()) -> Snapshot:
-    """A snapshot file, or the live host when path is None."""
+def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = ()) -> Snapshot:
+    """A snapshot file, or the live host when path is None (with --pid/--process targets)."""
     if path is not None:
-        if pids:
-            raise UsageError("--pid reads a live process; it cannot be combined with --snapshot", "--pid")
+        if pids or names:
+            raise UsageError("--pid/--process read live processes; they cannot be combined with --snapshot",
+                             "--pid" if pids else "--process")
         from tuneup import snapshot as snapmod
 
         return snapmod.load(str(path))
-    from tuneup.facts.collect import collect
+    from tuneup.facts.collect import collect, resolve_targets
 
-    return collect(p.book.fact_keys(), pids)
+    return collect(p.book.fact_keys(), resolve_targets(pids, names))
