@@ -188,11 +188,16 @@ def _ephemeral(keys: dict, rng: tuple[int, int], in_use: int, top: int) -> Ephem
 
 # ---------------------------------------------------------------------------- netlink
 
+def _open_netlink() -> socket.socket:
+    """The sock_diag socket (tests swap this for a fake that replays recorded datagrams)."""
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+
+
 def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict,
                   listeners: list[Listener]) -> tuple[int, int]:
     """Walk both families' dumps; fill counts/keys/listeners. Returns (total, ephemeral in use)."""
     try:
-        s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+        s = _open_netlink()
     except OSError as e:
         raise NetlinkUnavailable(e.errno, f"netlink socket: {e.strerror or e}") from None
     try:
