@@ -110,15 +110,15 @@ def audit(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
     output: OutputOpt = None,
     force: ForceOpt = False,
-    fail_on: Annotated[Optional[FailOn], typer.Option("--fail-on", help="Lowest severity that makes the exit code 1 [default: warning, or fail_on in tuneup.toml].", show_default=False)] = None,
+    fail_on: Annotated[Optional[FailOn], typer.Option("--fail-on", help="Lowest severity that makes the exit code 1 (default: warning, or fail_on from tuneup.toml).", show_default=False)] = None,
     set_: SetOpt = None,
     snapshot: Annotated[Optional[list[Path]], typer.Option("--snapshot", help="Audit this snapshot instead of the live host; repeat it, or give a directory or glob, to audit a fleet.")] = None,
     rules_dir: RulesDirOpt = None,
     pid: PidOpt = None,
     process: ProcessOpt = None,
     include_host: Annotated[bool, typer.Option("--include-host", help="In a child network namespace, count failing host-global keys too.")] = False,
-    waivers: Annotated[Optional[list[Path]], typer.Option("--waivers", help="TOML file of [[waiver]] entries (rule, reason, expires, hosts); repeatable.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (profile, params, fail_on, waivers) [default: ./tuneup.toml if present].")] = None,
+    waivers: Annotated[Optional[list[Path]], typer.Option("--waivers", help="TOML file of waiver entries (rule, reason, expires, hosts); repeatable.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file with profile, params, fail_on, waivers (default: ./tuneup.toml if present).")] = None,
 ) -> None:
     """Audit the live host, a snapshot, or a fleet of snapshots against a profile."""
     from tuneup import config as configmod
@@ -196,14 +196,14 @@ def collect(
 @app.command()
 def diff(
     a: Annotated[Path, typer.Argument(metavar="A", help="Snapshot file.")],
-    b: Annotated[Optional[Path], typer.Argument(metavar="[B]", help="Snapshot file [default: the live host].")] = None,
+    b: Annotated[Optional[Path], typer.Argument(metavar="B", help="Snapshot file (default: the live host).")] = None,
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     rules_dir: RulesDirOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: table, json or markdown.")] = "table",
     output: OutputOpt = None,
     force: ForceOpt = False,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file [default: ./tuneup.toml if present].")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (default: ./tuneup.toml if present).")] = None,
 ) -> None:
     """Compare two snapshots (or a snapshot with the live host): differing facts and findings.
 
