@@ -25,7 +25,6 @@ from tuneup.formats import split_ref
 from tuneup.model import Finding, Fleet, Report, Severity, Status
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-INFO_URI = "https://github.com/tuneup/tuneup"
 _LEVEL = {Severity.CRITICAL: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+)(?::\d+)?$")
 _PATHLIKE = re.compile(r"^[\w./+@-]+$")
@@ -149,7 +148,7 @@ def _document(reports: list[tuple[str, Report]]) -> str:
                 results.append(_result(f, r, index[f.rule], label if many else ""))
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "tuneup", "version": __version__, "semanticVersion": __version__,
-                            "informationUri": INFO_URI, "rules": list(rules.values())}},
+                            "rules": list(rules.values())}},
         "automationDetails": {"id": "tuneup/audit/"},
         "columnKind": "unicodeCodePoints",
         "results": results,
