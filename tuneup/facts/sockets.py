@@ -34,6 +34,7 @@ soon as every listener inode has an owner. A listener whose owner cannot be read
 from __future__ import annotations
 
 import errno
+import heapq
 import os
 import socket
 import struct
@@ -179,7 +180,8 @@ def _states_dict(counts: list[int]) -> dict[str, int]:
 
 def _ephemeral(keys: dict, rng: tuple[int, int], in_use: int, top: int) -> Ephemeral:
     size = max(rng[1] - rng[0] + 1, 1)
-    best = sorted(keys.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    # busiest first; ties: IPv4 before IPv6, then by address (network order), then port
+    best = heapq.nsmallest(top, keys.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][2], kv[0][1]))
     dests = []
     for (family, port_sw, raw), n in best:
         dests.append(Destination(format_addr(family, raw, _swap16(port_sw)), n, n / size))
