@@ -16,6 +16,7 @@ import typer
 
 from tuneup.errors import TuneupError, UsageError
 from tuneup.formats import OutputFormat
+from tuneup.formats.capacity import CapacityFormat
 
 EXIT_OK = 0          # nothing at or above --fail-on
 EXIT_FINDINGS = 1    # findings at or above --fail-on
@@ -272,6 +273,77 @@ def profiles(
     from tuneup.formats import catalogue
 
     write_output(catalogue.profiles_list(_book(rules_dir), fmt.value), None, False)
+
+
+@app.command()
+def capacity(
+    pid: Annotated[Optional[int], typer.Option("--pid", help="The server process whose limits count (default: tuneup's own).")] = None,
+    process: Annotated[Optional[str], typer.Option("--process", help="The server process, by name.")] = None,
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    fmt: Annotated[CapacityFormat, typer.Option("--format", "-f", help="Output format.")] = CapacityFormat.TABLE,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    rules_dir: RulesDirOpt = None,
+) -> None:
+    """How many concurrent connections each limit allows, and which one binds first."""
+    from tuneup import capacity as capmod
+    from tuneup.facts import usage
+    from tuneup.formats.capacity import render_capacity
+
+    if pid is not None and process is not None:
+        raise UsageError("give --pid or --process, not both", "--process")
+    book = _book(rules_dir)
+    prof = book.profile(profile or book.default_profile, parse_sets(set_))
+    note = ""
+    if process is not None:
+        pid, note = usage.find_process(process)
+    cap = capmod.model(usage.capacity_snapshot(pid), prof.params, pid, note)
+    write_output(render_capacity(cap, fmt), output, force)
+
+
+@app.command()
+def probe(
+    connections: Annotated[int, typer.Option("--connections", "-n", help="Connections to open at most.")] = 10000,
+    target: Annotated[Optional[str], typer.Option("--target", help="HOST:PORT of your own server on a loopback address (default: a stand-in listener).")] = None,
+    rate: Annotated[float, typer.Option("--rate", help="New connections per second.")] = 5000.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a connection attempt may take before it counts as ETIMEDOUT.")] = 5.0,
+    fmt: Annotated[CapacityFormat, typer.Option("--format", "-f", help="Output format.")] = CapacityFormat.TABLE,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Open real loopback connections until N or the first failure; compare with the prediction."""
+    from tuneup import probe as probemod
+    from tuneup.formats.capacity import render_probe
+
+    dest = probemod.parse_target(target) if target is not None else None
+    probemod.validate(connections, rate, timeout)
+    if output is not None and str(output) != "-" and output.exists() and not force:
+        raise UsageError("file exists; pass --force to overwrite it", str(output))
+    show = _probe_progress()
+    try:
+        result = probemod.run(connections, dest, rate, timeout, show)
+    finally:
+        if show is not None:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    write_output(render_probe(result, fmt), output, force)
+    if result.achieved < result.requested:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _probe_progress():
+    """A one-line progress bar on stderr when it is a terminal; None otherwise (never in the output)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, n: int) -> None:
+        width = 30
+        fill = width * min(done, n) // max(n, 1)
+        sys.stderr.write(f"\rprobing [{'#' * fill}{'.' * (width - fill)}] {done}/{n}\x1b[K")
+        sys.stderr.flush()
+
+    return show
 
 
 # -- entry point ---------------------------------------------------------------------------------
