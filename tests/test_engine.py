@@ -136,4 +136,6 @@ def test_builtin_rules_evaluate_without_errors_on_a_stock_host():
         report = build_report(book.rules_for(name), snap, name, prof.params)
         assert not [f for f in report.findings if f.status is Status.ERROR], name
         fails = {f.rule for f in report.findings if f.status is Status.FAIL}
-        assert {"PROC-NOFILE-SOFT", "NET-TCP-MEM"} <= fails, name
+        if name != "baseline":   # baseline holds only load-independent rules
+            buffers_pages = prof.params["connections"] * prof.params["tcp_buffer_bytes_per_connection"] / 4096
+            assert {"PROC-NOFILE-SOFT"} | ({"NET-TCP-MEM"} if buffers_pages > 188022 else set()) <= fails, name

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tuneup.errors import ExprError, MissingFact
-from tuneup.model import RLIM_INFINITY, Finding, Report, Rule, Scope, Severity, Snapshot, Status, Value
+from tuneup.model import RLIM_INFINITY, Fact, Finding, Report, Rule, Scope, Severity, Snapshot, Status, Value
 from tuneup.rulebook.loader import compile_expr
 from tuneup.rulebook.ops import OPERATORS, describe
 
@@ -35,11 +35,23 @@ def host_names(host: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Host values that rules may also name as facts (e.g. a rule about RAM itself): fact key -> host field.
+HOST_FACTS = {"host.ram_bytes": "mem_total_bytes", "host.cpus": "cpus"}
+
+
+def _host_facts(snapshot: Snapshot) -> dict[str, Fact]:
+    """Snapshot facts plus host.* facts synthesised from the host identity (never overriding)."""
+    extra = {key: Fact(key, snapshot.host[field], f"host identity ({field})")
+             for key, field in HOST_FACTS.items()
+             if isinstance(snapshot.host.get(field), int) and snapshot.host[field] > 0 and key not in snapshot.facts}
+    return {**snapshot.facts, **extra} if extra else snapshot.facts
+
+
 class _Facts:
     """Fact lookup for one rule evaluation; process rules see their target's facts first."""
 
-    def __init__(self, snapshot: Snapshot, prefix: str = "") -> None:
-        self.facts = snapshot.facts
+    def __init__(self, facts: Mapping[str, Fact], prefix: str = "") -> None:
+        self.facts = facts
         self.prefix = prefix
 
     def resolve(self, key: str) -> str:
@@ -66,23 +78,24 @@ class _Facts:
 def evaluate(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any]) -> list[Finding]:
     names = {**host_names(snapshot.host), **params}
     child_netns = snapshot.host.get("netns") == "child"
+    all_facts = _host_facts(snapshot)
     findings: list[Finding] = []
     for rule in rules:
         if rule.scope is Scope.PROCESS and snapshot.processes:
             for proc in snapshot.processes:
                 target = f"pid {proc['pid']} ({proc.get('name', '?')})"
-                findings.append(_evaluate_one(rule, snapshot, names, _Facts(snapshot, f"proc.{proc['pid']}."),
+                findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts, f"proc.{proc['pid']}."),
                                               target, child_netns))
         else:
             target = "tuneup's own process (use --pid)" if rule.scope is Scope.PROCESS else None
-            findings.append(_evaluate_one(rule, snapshot, names, _Facts(snapshot), target, child_netns))
+            findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts), target, child_netns))
     return findings
 
 
 def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: _Facts,
                   target: str | None, child_netns: bool) -> Finding:
     key = facts.resolve(rule.fact)
-    fact = snapshot.facts.get(key)
+    fact = facts.facts.get(key)
     base = dict(rule=rule.id, key=key, severity=rule.severity, title=rule.title, scope=rule.scope,
                 target=target, rationale=rule.rationale, refs=rule.refs, source=fact.source if fact else "")
 
@@ -139,7 +152,25 @@ def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: 
     msg = f"{key} is {shown}, want {want}"
     if host_only:
         msg += " (host-global: only the host can change it)"
+    hint = _hint(rule, {**local, "expected": expected_value}, facts, actual, expected_value)
+    if hint:
+        msg += f". {hint}"
     return finding(Status.FAIL, msg, actual, want, expected_value, host_only)
+
+
+def _hint(rule: Rule, local: dict[str, Any], facts: _Facts, actual: Value, expected: Value) -> str:
+    """The failing rule's hints whose condition holds, {value}/{expected} filled in; a hint whose
+    condition cannot be evaluated (a fact it reads is missing) is left out, never an error."""
+    out = []
+    for h in rule.hints:
+        if h.when:
+            try:
+                if not compile_expr(h.when).evaluate(local, facts.value, facts.has):
+                    continue
+            except (MissingFact, ExprError):
+                continue
+        out.append(h.text.replace("{value}", render(actual)).replace("{expected}", render(expected)))
+    return " ".join(out)
 
 
 def build_report(rules: Iterable[Rule], snapshot: Snapshot, profile: str, params: Mapping[str, Any]) -> Report:

@@ -62,6 +62,15 @@ class FixSpec:
 
 
 @dataclass(frozen=True)
+class Hint:
+    """Extra advice appended to a failure message when `when` (an expression over value, expected,
+    params, host values and facts) holds; `text` may name {value} and {expected}."""
+
+    text: str
+    when: str | None = None
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     title: str
@@ -80,6 +89,7 @@ class Rule:
     profiles: tuple[str, ...] = ("baseline",)
     fix: FixSpec | None = None
     origin: str = ""          # "rules/core.toml:12"
+    hints: tuple[Hint, ...] = ()   # advice shown on failure, e.g. why a soft limit of 1024 stays
 
 
 @dataclass(frozen=True)

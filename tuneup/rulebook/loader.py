@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
-from tuneup.model import FixSpec, Param, Profile, Rule, Scope, Severity, Status
+from tuneup.model import FixSpec, Hint, Param, Profile, Rule, Scope, Severity, Status
 from tuneup.rulebook.expr import Expr
 from tuneup.rulebook.ops import OPERATORS
 
@@ -31,7 +31,7 @@ PROFILES_FILE = "profiles.toml"
 
 _RULE_FIELDS = {
     "id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs", "section",
-    "actual", "when", "absent", "absent_reason", "profiles", "fix",
+    "actual", "when", "absent", "absent_reason", "profiles", "fix", "hints",
 }
 _REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
 _ID_LINE = re.compile(r"""^id\s*=\s*["']([^"']+)["']""")
@@ -113,7 +113,7 @@ class Rulebook:
         keys: set[str] = set()
         for r in self.rules.values():
             keys.add(r.fact)
-            for text in (r.expected, r.actual, r.when, r.fix.value if r.fix else None):
+            for text in (r.expected, r.actual, r.when, r.fix.value if r.fix else None, *(h.when for h in r.hints)):
                 if text:
                     keys |= compile_expr(text).fact_keys()
         return keys
@@ -289,11 +289,22 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
         fix = FixSpec(kind=f["kind"], key=str(f.get("key", e["fact"])),
                       value=fval if isinstance(fval, str) else repr(fval))
 
+    hints: list[Hint] = []
+    raw_hints = e.get("hints", [])
+    if not isinstance(raw_hints, list):
+        raise RuleFileError(f"{label}: hints must be a list of {{ text = ..., when = ... }} tables", where)
+    for h in raw_hints:
+        if not isinstance(h, dict) or not isinstance(h.get("text"), str) or not h["text"].strip() \
+                or set(h) - {"text", "when"} or not isinstance(h.get("when", ""), str):
+            raise RuleFileError(f"{label}: each hint needs a text and may have a when expression, got {h!r}", where)
+        hints.append(Hint(text=h["text"].strip(), when=h.get("when")))
+
     params = set(book.params) | HOST_NAMES
     checks = [("expected", expected, params | {"value"}),
               ("actual", e.get("actual"), params | {"value"}),
               ("when", e.get("when"), params),
               ("fix.value", fix.value if fix else None, params | {"value", "expected"})]
+    checks += [(f"hints[{i}].when", h.when, params | {"value", "expected"}) for i, h in enumerate(hints)]
     for name, text, allowed in checks:
         if text is None:
             continue
@@ -313,5 +324,5 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
         section=str(e.get("section", "general")), actual=text_field("actual", optional=True),
         when=text_field("when", optional=True), absent=_ABSENT[absent],
         absent_reason=text_field("absent_reason", optional=True), profiles=tuple(profiles),
-        fix=fix, origin=where,
+        fix=fix, origin=where, hints=tuple(hints),
     )
