@@ -101,7 +101,7 @@ def test_netlink_walk_multipart_datagrams(monkeypatch):
     for r in fake.sent:       # all states, no extensions, a dump request
         ln, typ, flags, _, _ = HDR.unpack_from(r)
         fam, proto, ext, states = struct.unpack_from("=BBBxI", r, 16)
-        assert (ln, typ, flags, proto, ext, states) == (len(r), 20, 0x301, 6, 0, 0xFFFFFFFF) and ln == 72
+        assert (ln, typ, flags, proto, ext, states) == (len(r), 20, 0x301, 6, 0, 0x1FFE) and ln == 72
     assert c.source == "netlink" and c.note is None
     assert c.total == len(V4) + len(V6)
     assert c.states["ESTABLISHED"] == 8 and c.states["LISTEN"] == 3 and c.states["TIME_WAIT"] == 1
@@ -279,3 +279,37 @@ def test_renderers_on_a_fixed_census(monkeypatch):
     t = to_table(c, k)
     for s in ("0.0.0.0:80", "511", "10.0.0.9:443", "ListenOverflows", "conntrack: not loaded", "source: netlink"):
         assert s in t
+
+
+def fake_fd_proc(root, procs: dict[int, dict[int, str]], netns: dict[int, str]) -> str:
+    """/proc with PID/fd/N -> target symlinks, PID/ns/net and PID/comm."""
+    (root / "self" / "ns").mkdir(parents=True)
+    os.symlink("net:[1]", root / "self" / "ns" / "net")
+    for pid, fds in procs.items():
+        (root / str(pid) / "fd").mkdir(parents=True)
+        (root / str(pid) / "ns").mkdir()
+        os.symlink(netns.get(pid, "net:[1]"), root / str(pid) / "ns" / "net")
+        (root / str(pid) / "comm").write_text(f"proc{pid}\n")
+        for fd, target in fds.items():
+            os.symlink(target, root / str(pid) / "fd" / str(fd))
+    return str(root)
+
+
+def test_owner_search_passes_and_budget(tmp_path, monkeypatch):
+    proc = fake_fd_proc(tmp_path, {
+        100: {fd: f"socket:[{1000 + fd}]" for fd in range(3, 300)},
+        101: {0: "/dev/null", 3: "socket:[77]", 4: "pipe:[5]"},
+        102: {3: "socket:[88]"},                                   # in another namespace
+        200: {fd: f"socket:[{5000 + fd}]" for fd in range(3, 100)},
+    }, {102: "net:[2]"})
+    # the first pass (a process's lowest descriptors) is enough for small processes
+    assert S.resolve_owners({77, 88}, proc, budget=0) == ({77: (101, "proc101"), 88: (102, "proc102")}, None)
+    assert S.resolve_owners({5090, 1150}, proc)[0] == {5090: (200, "proc200"), 1150: (100, "proc100")}
+    # with no first pass, the second goes pid by pid, descriptor by descriptor, within the budget
+    monkeypatch.setattr(S, "OWNER_FIRST_PASS_FDS", 0)
+    found, note = S.resolve_owners({5090, 77}, proc, budget=20)
+    assert found == {} and note == "2 listener(s) without a visible owner (search stopped after 20 more descriptors)"
+    found, note = S.resolve_owners({5090, 1010}, proc, budget=20)
+    assert found == {1010: (100, "proc100")} and "1 listener(s)" in note
+    found, note = S.resolve_owners({5090, 99999}, proc, budget=None)
+    assert found == {5090: (200, "proc200")} and note == "1 listener(s) without a visible owner"

@@ -10,7 +10,8 @@ to_json_dict(census, counters, sample=None) -> dict
      "sockstat": {"tcp": {"inuse", "orphan", "tw", "alloc", "mem"}, "tcp6": {"inuse"}, ...},
      "conntrack": {"loaded", "count", "max"},
      "source": "netlink" | "proc",
-     "note": "..."}                                        only when the fallback was used
+     "note": "...",                                        only when the fallback was used
+     "owner_note": "..."}                                  only when some listener has no owner
 
 to_table(census, counters, sample=None) -> str             for people
 
@@ -79,6 +80,8 @@ def to_json_dict(census: Census, counters: Counters, sample: Sample | None = Non
     }
     if census.note:
         out["note"] = census.note
+    if census.owner_note:
+        out["owner_note"] = census.owner_note
     return out
 
 
@@ -129,6 +132,8 @@ def to_table(census: Census, counters: Counters, sample: Sample | None = None) -
     head = f"TCP sockets: {census.total} (source: {census.source})"
     if census.note:
         head += f"\nnote: {census.note}"
+    if census.owner_note:
+        head += f"\nowners: {census.owner_note}"
     parts.append(head)
     states = [(k, v) for k, v in census.states.items() if v or k in ("ESTABLISHED", "TIME_WAIT", "LISTEN")]
     parts.append(tabulate(states, headers=["state", "count"], tablefmt="simple"))
