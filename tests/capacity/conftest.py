@@ -30,7 +30,7 @@ def tuneup_cmd() -> list[str]:
 def netns_skip_reason(*tools: str) -> str | None:
     if os.geteuid() != 0:
         return "needs root to create a network namespace"
-    for tool in ("ip", *tools):
+    for tool in ("ip", "ss", *tools):
         if shutil.which(tool) is None:
             return f"{tool!r} is not installed"
     return None
@@ -82,12 +82,12 @@ class CapNs:
         return [int(x) for x in out.split()]
 
     def tcp_states(self) -> dict[str, int]:
-        text = self.run("cat", "/proc/net/tcp", "/proc/net/tcp6", check=True).stdout
+        """TCP sockets in the namespace per state, as ss names them (ESTAB, LISTEN, TIME-WAIT...)."""
+        out = self.run("ss", "-Htan", check=True).stdout
         states: dict[str, int] = {}
-        for line in text.splitlines():
-            f = line.split()
-            if len(f) > 3 and f[0].endswith(":"):
-                states[f[3]] = states.get(f[3], 0) + 1
+        for line in out.splitlines():
+            if line.split():
+                states[line.split()[0]] = states.get(line.split()[0], 0) + 1
         return states
 
     def close(self) -> None:

@@ -154,11 +154,22 @@ def busiest_destination(rows: list[TcpRow], port_range: tuple[int, int]) -> tupl
 
 
 def accept_queue(port: int, addrs: tuple[str, ...], proc: str = "/proc") -> int | None:
-    """Connections waiting in the accept queue of the listener(s) on port; None if none listens."""
+    """Connections waiting in the accept queue of the listener(s) on port; None if none listens.
+
+    Asked over inet_diag (sockets.census) when it can be: /proc/net/tcp lists every socket and
+    takes seconds to read after a probe of tens of thousands of connections.
+    """
     wild = {"0.0.0.0", "::"}
-    rows = [r for r in tcp_sockets(proc) if r.state == TCP_LISTEN and r.lport == port
-            and (r.local in addrs or r.local in wild)]
-    return sum(r.rx_queue for r in rows) if rows else None
+    try:
+        from tuneup.facts import sockets
+
+        c = sockets.census("auto", owners=False, top=1, proc=proc)
+        found = [lst.queue for lst in c.listeners
+                 if lst.port == port and lst.local.rsplit(":", 1)[0].strip("[]") in (*addrs, *wild)]
+    except (ImportError, OSError):
+        found = [r.rx_queue for r in tcp_sockets(proc) if r.state == TCP_LISTEN and r.lport == port
+                 and (r.local in addrs or r.local in wild)]
+    return sum(found) if found else None
 
 
 def listener_pid(port: int, addrs: tuple[str, ...], proc: str = "/proc") -> int | None:
@@ -202,14 +213,23 @@ def capacity_facts(port_range: tuple[int, int] | None, pids: tuple[int, ...] = (
         put(f"proc.{pid}.cap_sys_admin", cap_sys_admin(pid, proc), f"{proc}/{pid}/status CapEff")
     put("mem.available_bytes", mem_available(proc), f"{proc}/meminfo MemAvailable")
     put("sockstat.tcp.mem", sockstat_tcp_mem(proc), f"{proc}/net/sockstat TCP mem")
-    rows = tcp_sockets(proc)
-    src = f"{proc}/net/tcp, {proc}/net/tcp6"
-    put("tcp.listen_ports", listen_ports(rows), src)
-    if port_range:
-        top = busiest_destination(rows, port_range)
-        if top:
-            put("tcp.busiest_destination", top[0], src)
-            put("tcp.busiest_destination.ports", top[1], src)
+    try:    # inet_diag when it can be (fast with many sockets), else /proc/net/tcp
+        from tuneup.facts import sockets
+
+        c = sockets.census("auto", port_range=port_range, owners=False, top=1, proc=proc)
+        src = f"socket census ({c.source})"
+        ports: tuple[int, ...] = tuple(sorted({lst.port for lst in c.listeners}))
+        top = (c.ephemeral.destinations[0].remote, c.ephemeral.destinations[0].in_use) \
+            if port_range and c.ephemeral.destinations else None
+    except (ImportError, OSError):
+        rows = tcp_sockets(proc)
+        src = f"{proc}/net/tcp, {proc}/net/tcp6"
+        ports = listen_ports(rows)
+        top = busiest_destination(rows, port_range) if port_range else None
+    put("tcp.listen_ports", ports, src)
+    if top:
+        put("tcp.busiest_destination", top[0], src)
+        put("tcp.busiest_destination.ports", top[1], src)
     return facts
 
 
