@@ -87,7 +87,8 @@ def evaluate(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any
                 findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts, f"proc.{proc['pid']}."),
                                               target, child_netns))
         else:
-            target = "tuneup's own process (use --pid)" if rule.scope is Scope.PROCESS else None
+            target = (snapshot.host.get("limits_of") or "tuneup's own process (use --pid)") \
+                if rule.scope is Scope.PROCESS else None
             findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts), target, child_netns))
     return findings
 

@@ -33,7 +33,13 @@ class Plan:
     today: _dt.date | None = None
 
     def audit(self, snap: Snapshot) -> Report:
+        from dataclasses import replace
+
+        from tuneup import persistence
+
         report = engine.build_report(self.rules, snap, self.profile.name, self.profile.params)
+        extra = persistence.findings(self.rules, snap, self.profile.params, report.findings)
+        report = replace(report, findings=persistence.name_sources(report.findings + tuple(extra), snap))
         return apply_waivers(report, self.waivers, self.today or _dt.date.today())
 
 
@@ -51,7 +57,9 @@ def plan(profile: str | None, overrides: dict[str, int | float], rules_dir: Sequ
             raise ConfigError(f"[params]: unknown parameter(s) {', '.join(sorted(unknown))} "
                               f"(known: {', '.join(sorted(book.params))})", config_where)
     prof = book.profile(profile or book.default_profile, {**(config_params or {}), **overrides})
-    check_rules(waivers, book.rules)
+    from tuneup.persistence import CHECKS
+
+    check_rules(waivers, [*book.rules, *CHECKS])
     return Plan(book=book, profile=prof, rules=tuple(book.rules_for(prof.name)), waivers=tuple(waivers),
                 today=today)
 
@@ -96,15 +104,24 @@ def audit_fleet(p: Plan, paths: Sequence[Path], progress: Callable[[int, int], N
     return Fleet(profile=p.profile.name, params=dict(p.profile.params), reports=tuple(reports))
 
 
-def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = ()) -> Snapshot:
-    """A snapshot file, or the live host when path is None (with --pid/--process targets)."""
+def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = (),
+                    root: Path | None = None, service: str | None = None) -> Snapshot:
+    """A snapshot file, a filesystem tree (root), or the live host (with --pid/--process targets,
+    or --service: the limits systemd gives that unit)."""
+    if (pids or names) and (path is not None or root is not None or service):
+        what = "--snapshot" if path is not None else "--root" if root is not None else "--service"
+        raise UsageError(f"--pid/--process read live processes; they cannot be combined with {what}",
+                         "--pid" if pids else "--process")
     if path is not None:
-        if pids or names:
-            raise UsageError("--pid/--process read live processes; they cannot be combined with --snapshot",
-                             "--pid" if pids else "--process")
+        if root is not None or service:
+            raise UsageError("a snapshot cannot be combined with --root or --service", "--snapshot")
         from tuneup import snapshot as snapmod
 
         return snapmod.load(str(path))
+    if root is not None:
+        from tuneup.facts.collect import collect_root
+
+        return collect_root(p.book.fact_keys(), root, service)
     from tuneup.facts.collect import collect, resolve_targets
 
-    return collect(p.book.fact_keys(), resolve_targets(pids, names))
+    return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service)

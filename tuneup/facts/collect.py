@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable
+from pathlib import Path
 
 from tuneup.errors import UsageError
 from tuneup.facts import host, limits, processes, sysctl
@@ -27,11 +28,19 @@ def resolve_targets(pids: Iterable[int] = (), names: Iterable[str] = (), proc: s
     return list(dict.fromkeys(out))
 
 
-def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc") -> Snapshot:
+def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", service: str | None = None,
+            root: str = "/") -> Snapshot:
+    """The live host. Beside each live sysctl the value the next boot applies (boot.KEY, from the
+    files under root); with service, rlimit.nofile.* are what systemd gives that unit."""
+    from tuneup.facts import configfiles
+
     keys = set(keys) | BASE_KEYS
+    sysctl_keys = {k for k in keys if sysctl.is_sysctl(k)}
     facts: dict[str, Fact] = {}
-    facts.update(sysctl.read_many({k for k in keys if sysctl.is_sysctl(k)}, proc))
+    facts.update(sysctl.read_many(sysctl_keys, proc))
     facts.update(limits.self_facts())
+    boot, limits_of = configfiles.snapshot_facts(Path(root), sysctl_keys, service, rootfs=False)
+    facts.update(boot)
     targets = []
     for pid in dict.fromkeys(pids):
         try:
@@ -42,10 +51,62 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc") 
         soft = pfacts.get(f"proc.{pid}.rlimit.nofile.soft")
         facts.update(processes.details(pid, info, soft.value if soft else None, proc))
         targets.append(info)
+    ident = host.identity(proc)
+    if limits_of:
+        ident["limits_of"] = limits_of
     return Snapshot(
-        host=host.identity(proc),
+        host=ident,
         facts=facts,
         processes=targets,
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin="live",
     )
+
+
+def collect_root(keys: Iterable[str], root: Path, service: str | None = None) -> Snapshot:
+    """A filesystem tree (a golden image, a config repository) instead of a live host: every fact
+    is the value the files under root give at boot, with the file and line that set it."""
+    from tuneup.facts import configfiles
+
+    if not root.is_dir():
+        raise UsageError("not a directory", str(root))
+    keys = set(keys) | BASE_KEYS
+    facts, limits_of = configfiles.snapshot_facts(root, {k for k in keys if sysctl.is_sysctl(k)}, service,
+                                                  rootfs=True)
+    return Snapshot(
+        host=_root_identity(root, limits_of),
+        facts=facts,
+        collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        origin=f"root:{root}",
+    )
+
+
+def _root_identity(root: Path, limits_of: str) -> dict:
+    def first_line(rel: str) -> str:
+        try:
+            return (root / rel).read_text(encoding="utf-8", errors="replace").strip().splitlines()[0].strip()
+        except (OSError, IndexError):
+            return ""
+
+    osr: dict[str, str] = {}
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            text = (root / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            k, sep, v = line.partition("=")
+            if sep:
+                osr[k.strip()] = v.strip().strip('"')
+        break
+    return {
+        "hostname": first_line("etc/hostname") or root.resolve().name or "/",
+        "kernel": "unknown",
+        "kernel_version": [0, 0, 0],
+        "distro": f"{osr.get('ID', '')} {osr.get('VERSION_ID', '')}".strip() or "unknown",
+        "origin": "root",
+        "root": str(root),
+        "netns": "not applicable",
+        "netns_evidence": "a filesystem tree, not a running kernel",
+        "limits_of": limits_of,
+    }
