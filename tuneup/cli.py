@@ -55,6 +55,8 @@ OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
 PidOpt = Annotated[Optional[list[int]], typer.Option("--pid", help="Also audit this running process (repeatable).")]
 ProcessOpt = Annotated[Optional[list[str]], typer.Option("--process", help="Also audit running processes with this name (repeatable).")]
+RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Audit the config files of this filesystem tree (an image, a config repository) instead of the live host.")]
+ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Audit the open-file limits systemd gives this unit (from its unit files and drop-ins).")]
 
 
 def parse_sets(items: list[str] | None) -> dict[str, int | float]:
@@ -120,8 +122,10 @@ def audit(
     include_host: Annotated[bool, typer.Option("--include-host", help="In a child network namespace, count failing host-global keys too.")] = False,
     waivers: Annotated[Optional[list[Path]], typer.Option("--waivers", help="TOML file of waiver entries (rule, reason, expires, hosts); repeatable.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file with profile, params, fail_on, waivers (default: ./tuneup.toml if present).")] = None,
+    root: RootOpt = None,
+    service: ServiceOpt = None,
 ) -> None:
-    """Audit the live host, a snapshot, or a fleet of snapshots against a profile."""
+    """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
     from tuneup import config as configmod
     from tuneup import engine, run
     from tuneup import waivers as waivermod
@@ -134,13 +138,16 @@ def audit(
                     config_params=cfg.params, config_where=cfg.path)
     paths, is_fleet = run.expand_snapshots(snapshot or [])
     if is_fleet:
+        if root is not None or service:
+            raise UsageError("a fleet of snapshots cannot be combined with --root or --service", "--snapshot")
         if pid or process:
             raise UsageError("--pid/--process read live processes; they cannot be combined with --snapshot",
                              "--pid" if pid else "--process")
         result = run.audit_fleet(plan, paths, _progress(len(paths)))
         reports = list(result.reports)
     else:
-        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or ()))
+        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
+                                                root, service))
         reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
@@ -344,6 +351,85 @@ def _probe_progress():
         sys.stderr.flush()
 
     return show
+
+
+@app.command()
+def fix(
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    service: ServiceOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write the config as a root overlay (etc/...) plus apply.sh under this directory.")] = None,
+    apply_: Annotated[bool, typer.Option("--apply", help="As root: install the files (under --root if given), load the sysctls and verify them; `tuneup rollback` undoes it.")] = False,
+    root: RootOpt = None,
+    snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="Plan the fix from this snapshot instead of the live host.")] = None,
+    force: ForceOpt = False,
+    rules_dir: RulesDirOpt = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (default: ./tuneup.toml if present).")] = None,
+) -> None:
+    """Render (and optionally apply) the config that fixes the failing rules.
+
+    Without --out-dir or --apply the files are printed. Exit code 1 when a sysctl could not be
+    verified after --apply.
+    """
+    from tuneup import config as configmod
+    from tuneup import run
+    from tuneup.fixes import plan_fixes
+    from tuneup.fixes.render import render_files, summary
+
+    cfg = configmod.load(config)
+    plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [], cfg.waivers,
+                    config_params=cfg.params, config_where=cfg.path)
+    if apply_ and snapshot is not None:
+        raise UsageError("--apply changes this host; it cannot use a snapshot of another", "--snapshot")
+    snap = run.obtain_snapshot(plan, snapshot, root=root, service=service)
+    report = plan.audit(snap)
+    fixplan = plan_fixes(list(plan.book.rules.values()), plan.rules, snap, plan.profile.params, report, service)
+    files = render_files(fixplan)
+    if out_dir is not None:
+        write_tree(files, out_dir, force)
+    write_output(summary(fixplan, files, str(out_dir) if out_dir else None), None, False)
+    if out_dir is None and not apply_:
+        write_output("".join(f"==> {p} <==\n{t}\n" for p, t in sorted(files.items())), None, False)
+    if apply_:
+        from tuneup.fixes import apply as applymod
+
+        result = applymod.apply(fixplan, files, root or Path("/"), force)
+        write_output(applymod.summary(result, "applied"), None, False)
+        if not result.ok:
+            raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def rollback(
+    root: RootOpt = None,
+) -> None:
+    """Undo `tuneup fix --apply`: restore the files and sysctl values it replaced, remove what it created."""
+    from tuneup.facts.host import netns_state
+    from tuneup.fixes import apply as applymod
+
+    result = applymod.rollback(root or Path("/"), child_netns=netns_state()[0] == "child")
+    write_output(applymod.summary(result, "rolled back"), None, False)
+    if not result.ok:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def write_tree(files: dict[str, str], out_dir: Path, force: bool) -> None:
+    """Files under out_dir by relative path; never clobber without --force; scripts executable."""
+    for rel in files:
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise UsageError(f"refusing to write outside the output directory: {rel}", str(out_dir))
+        dest = out_dir / rel
+        if dest.exists() and not force:
+            raise UsageError("file exists; pass --force to overwrite it", str(dest))
+    for rel, text in sorted(files.items()):
+        dest = out_dir / rel
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create directory: {exc.strerror}", str(dest.parent)) from None
+        write_output(text, dest, True)
+        if rel.endswith(".sh"):
+            dest.chmod(0o755)
 
 
 # -- entry point ---------------------------------------------------------------------------------
