@@ -36,9 +36,9 @@ class SceneNs:
     name: str
     pid: int
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, cwd: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.name, *args], capture_output=True,
-                              text=True, check=check, timeout=60)
+                              text=True, check=check, timeout=60, cwd=cwd)
 
     def py(self, code: str) -> str:
         """Run python code inside the namespace with the repository importable; its stdout."""

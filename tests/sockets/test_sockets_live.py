@@ -213,3 +213,20 @@ def test_ipv4_mapped_and_wildcard_listeners_match_ss(empty_netns):
         p.wait(timeout=30)
         p.stdin.close()
         p.stdout.close()
+
+
+def test_script_entry_points(scene, views):
+    """python -m tuneup.facts.sockets[_render]: the JSON the `tuneup sockets` command will print."""
+    from .conftest import REPO
+    p = scene.run(sys.executable, "-m", "tuneup.facts.sockets", "--format", "json", "--sample", "0.1",
+                  cwd=str(REPO))
+    d = json.loads(p.stdout)
+    assert d["states"] == views["netlink"]["states"] and d["source"] == "netlink"
+    assert [x["local"] for x in d["listeners"]] == [x["local"] for x in views["netlink"]["listeners"]]
+    assert d["counters"]["sample"]["seconds"] >= 0.1
+    assert set(d["counters"]["sample"]["delta"]) == {"TcpExt", "Tcp"}
+    assert d["conntrack"]["loaded"] in (True, False)
+    t = scene.run(sys.executable, "-m", "tuneup.facts.sockets_render", "--format", "table", "--proc",
+                  cwd=str(REPO)).stdout
+    assert "source: proc" in t and "backlog is not in /proc" in t and "127.0.0.1:5001" in t
+    assert "127.0.0.1:5004" in t     # the busiest destination
