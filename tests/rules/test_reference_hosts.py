@@ -100,3 +100,19 @@ def test_include_host_through_the_cli():
     assert fm["status"] == "fail" and fm["host_only"] is True
     r = runner.invoke(app, ["audit", "--snapshot", path, "-p", "web", "-f", "json", "--include-host"])
     assert r.exit_code == EXIT_FINDINGS, r.output
+
+
+@pytest.mark.parametrize("profile", ["web", "proxy", "websocket", "erlang"])
+def test_every_fix_spec_plans_a_value_on_the_worst_host(profile):
+    """Each failing rule with a fix gets a value under which every rule on that key passes
+    (e.g. the port-range fixes keep both ip_unprivileged_port_start and the parity rule happy)."""
+    path = str(DATA_DIR / "worst-host.json")
+    report = audit("worst-host.json", profile, {"threads_per_connection": 1})
+    fixable = {f.rule for f in report.findings if f.status is Status.FAIL and book().rules[f.rule].fix}
+    assert len(fixable) >= 15
+    r = runner.invoke(app, ["fix", "--snapshot", path, "-p", profile, "--set", "threads_per_connection=1"])
+    assert r.exit_code == EXIT_OK, r.output
+    assert "not written" not in r.output and "rror" not in r.output
+    # NET-SYN-BACKLOG needs no value of its own: the NET-SYNCOOKIES fix makes it not applicable
+    for rule_id in fixable - {"NET-SYN-BACKLOG"}:
+        assert rule_id in r.output, rule_id
