@@ -404,10 +404,9 @@ def rollback(
     root: RootOpt = None,
 ) -> None:
     """Undo `tuneup fix --apply`: restore the files and sysctl values it replaced, remove what it created."""
-    from tuneup.facts.host import netns_state
     from tuneup.fixes import apply as applymod
 
-    result = applymod.rollback(root or Path("/"), child_netns=netns_state()[0] == "child")
+    result = applymod.rollback(root or Path("/"))
     write_output(applymod.summary(result, "rolled back"), None, False)
     if not result.ok:
         raise typer.Exit(EXIT_FINDINGS)

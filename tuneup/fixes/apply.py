@@ -93,9 +93,12 @@ def _mkdirs(path: Path, root: Path) -> list[str]:
     return created
 
 
-def loadable(plan: FixPlan, key: str) -> bool:
-    """May this sysctl be written to the running kernel from here?"""
-    if not plan.child_netns:
+def loadable(plan: FixPlan, key: str, netns: str) -> bool:
+    """May this sysctl be written to the running kernel from the network namespace tuneup runs in
+    ("initial", "child" or "unknown")? Outside the initial namespace (or when that is unknown) only
+    per-namespace keys: from a netns-scoped rule and under net.* (the plan may come from --root,
+    whose own netns says nothing about where tuneup runs)."""
+    if netns == "initial":
         return True
     item = next((i for i in plan.of_kind("sysctl") if i.key == key), None)
     return item is not None and item.scope is Scope.NETNS and not item.host_only and key.startswith("net.")
@@ -119,12 +122,16 @@ def _write_sysctl(key: str, text: str, proc: str) -> str | None:
 
 
 def apply(plan: FixPlan, files: dict[str, str], root: Path, force: bool = False, proc: str = "/proc") -> ApplyResult:
+    from tuneup.facts.host import netns_state
+
     require_root("fix --apply")
+    netns = netns_state(proc)[0]
     root = root.resolve()
     if not root.is_dir():
         raise UsageError("not a directory", str(root))
     state = load_state(root) or {"schema": STATE_SCHEMA, "files": {}, "dirs": [], "sysctls": {}}
     state["applied_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    state.setdefault("netns_inode", _netns_inode(proc))
     overlay = {p: t for p, t in files.items() if p.startswith("etc/")}
 
     # refuse before changing anything
@@ -154,9 +161,10 @@ def apply(plan: FixPlan, files: dict[str, str], root: Path, force: bool = False,
     for item in plan.of_kind("sysctl"):
         value = text_of(item.value)
         key = check(SYSCTL_KEY, item.key, "sysctl key")
-        if not loadable(plan, key):
-            result.sysctls.append(Outcome(key, value, "needs the host",
-                                          "host-global: set it on the host (see container/host-only.txt)"))
+        if not loadable(plan, key, netns):
+            why = ("host-global: set it on the host (tuneup fix there, or container/host-only.txt)" if netns == "child" else
+                   "host-global, and tuneup cannot tell whether it runs in the host's network namespace")
+            result.sysctls.append(Outcome(key, value, "needs the host", why))
             continue
         before = _read_sysctl(key, proc)
         if before is None:
@@ -179,8 +187,18 @@ def apply(plan: FixPlan, files: dict[str, str], root: Path, force: bool = False,
     return result
 
 
-def rollback(root: Path, proc: str = "/proc", child_netns: bool = False) -> ApplyResult:
+def _netns_inode(proc: str) -> int | None:
+    try:
+        return os.stat(f"{proc}/self/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def rollback(root: Path, proc: str = "/proc") -> ApplyResult:
+    from tuneup.facts.host import netns_state
+
     require_root("rollback")
+    netns = netns_state(proc)[0]
     root = root.resolve()
     state = load_state(root)
     if state is None:
@@ -196,9 +214,14 @@ def rollback(root: Path, proc: str = "/proc", child_netns: bool = False) -> Appl
             dest.parent.mkdir(parents=True, exist_ok=True)
             _write(dest, entry["previous"], int(entry.get("mode", 0o644)))
             result.files.append((str(dest), "restored"))
+    same_ns = state.get("netns_inode") in (None, _netns_inode(proc))
     for key, before in sorted(state.get("sysctls", {}).items()):
         check(SYSCTL_KEY, key, "sysctl key")
-        if child_netns and not key.startswith("net."):
+        if not same_ns:
+            result.sysctls.append(Outcome(key, before, "failed", "applied in another network namespace: "
+                                          "run rollback there"))
+            continue
+        if netns != "initial" and not key.startswith("net."):
             result.sysctls.append(Outcome(key, before, "needs the host", "not restored from a child namespace"))
             continue
         err = _write_sysctl(key, before, proc)
