@@ -68,7 +68,7 @@ DEFAULT_TOP = 20
 RECV_BUFSIZE = 1 << 20          # one dump datagram is at most 32 KiB today; be generous
 SO_RCVBUF_WANTED = 4 << 20
 OWNER_FIRST_PASS_FDS = 64       # fds looked at per process before a full pass
-OWNER_FD_BUDGET = 50_000        # readlinks allowed in the full pass (about 0.2-0.4 s here)
+OWNER_FD_BUDGET = 20_000        # readlinks allowed in the second pass: about 0.1-0.2 s here
 
 # nlmsghdr(16) + inet_diag_msg(72); see include/uapi/linux/inet_diag.h
 _REQ = struct.Struct("=IHHIIBBBxI48x")            # header + inet_diag_req_v2 (sockid all zero)
