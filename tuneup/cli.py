@@ -379,8 +379,12 @@ def fix(
     cfg = configmod.load(config)
     plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [], cfg.waivers,
                     config_params=cfg.params, config_where=cfg.path)
-    if apply_ and snapshot is not None:
-        raise UsageError("--apply changes this host; it cannot use a snapshot of another", "--snapshot")
+    if apply_:
+        from tuneup.fixes.apply import require_root
+
+        require_root("fix --apply")
+        if snapshot is not None:
+            raise UsageError("--apply changes this host; it cannot use a snapshot of another", "--snapshot")
     snap = run.obtain_snapshot(plan, snapshot, root=root, service=service)
     report = plan.audit(snap)
     fixplan = plan_fixes(list(plan.book.rules.values()), plan.rules, snap, plan.profile.params, report, service)

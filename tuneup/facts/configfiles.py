@@ -432,12 +432,15 @@ def snapshot_facts(root: Path, sysctl_keys: set[str], service: str | None, *, ro
 
     With a service (or for a tree, where there is no live process), rlimit.nofile.* are what systemd
     gives that service (or any service); the label says whose limits they are."""
-    facts = boot_facts(sysctl_keys, root, rootfs=rootfs)
-    facts.update(pam_facts(root))
-    label = ""
-    if rootfs or service:
-        lim, label = service_limit_facts(root, service)
-        facts.update(lim)
+    try:
+        facts = boot_facts(sysctl_keys, root, rootfs=rootfs)
+        facts.update(pam_facts(root))
+        label = ""
+        if rootfs or service:
+            lim, label = service_limit_facts(root, service)
+            facts.update(lim)
+    except PermissionError as exc:
+        raise ConfigFileError("cannot read: permission denied", exc.filename or str(root)) from None
     return facts, label
 
 
