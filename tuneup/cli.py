@@ -368,8 +368,7 @@ def fix(
 ) -> None:
     """Render (and optionally apply) the config that fixes the failing rules.
 
-    Without --out-dir or --apply the files are printed. Exit code 1 when a sysctl could not be
-    verified after --apply.
+    Without --out-dir or --apply the files are printed. Exit code 1 when a sysctl could not be verified after --apply.
     """
     from tuneup import config as configmod
     from tuneup import run
