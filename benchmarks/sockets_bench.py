@@ -108,6 +108,11 @@ def measure(runs: int, python: str) -> dict:
         "ss": ["ss", "-tan"],
         "psutil": [python, "-c", "import psutil; psutil.net_connections(kind='tcp')"],
     }
+    # byte-compile our modules as an installed wheel would have them (PYTHONDONTWRITEBYTECODE
+    # may be set in the environment: then every run would compile them from source)
+    import py_compile
+    for name in ("sockets", "counters", "sockets_render"):
+        py_compile.compile(str(REPO / "tuneup" / "facts" / f"{name}.py"), doraise=True)
     times: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, list[int]] = {k: [] for k in cmds}
     for _ in range(1):   # warm the page cache and the kernel's slab caches
