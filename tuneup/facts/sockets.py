@@ -26,8 +26,9 @@ inet_diag and /proc/net/tcp, as ``ss`` shows them (SYN-RECV); NEW_SYN_RECV is ke
 stable shape and is normally 0.
 
 Owners (pid, process name) are resolved for listeners only, by walking /proc/PID/fd: same network
-namespace first, low file descriptors first (listening sockets are usually opened early), stopping as
-soon as every listener inode has an owner. A listener whose owner cannot be read keeps pid None.
+namespace first, each process's lowest descriptors first (listening sockets are usually opened
+early), the rest within a budget of readlinks, stopping as soon as every listener inode has an
+owner. A listener whose owner cannot be found keeps pid None, and Census.owner_note says why.
 
 ``python -m tuneup.facts.sockets`` prints the census and counters as JSON (see sockets_render).
 """
@@ -72,8 +73,9 @@ OWNER_FD_BUDGET = 20_000        # readlinks allowed in the second pass: about 0.
 
 # nlmsghdr(16) + inet_diag_msg(72); see include/uapi/linux/inet_diag.h
 _REQ = struct.Struct("=IHHIIBBBxI48x")            # header + inet_diag_req_v2 (sockid all zero)
-# walk: nlmsg_len, nlmsg_type, idiag_state, idiag_sport read little-endian (swapped via lookup)
-_WALK = struct.Struct("<IH11xBxxH").unpack_from
+# walk: nlmsg_len, nlmsg_type (host order), idiag_state, idiag_sport read in host order too (it is
+# big endian: _port_table is indexed by that reading)
+_WALK = struct.Struct("=IH11xBxxH").unpack_from
 # a full message for listeners: family, state, sport, dport, src, dst, if, rqueue, wqueue, uid, inode
 _FULL = struct.Struct("=16xBBxx2s2s16s16sI8x4xIIII").unpack_from
 _ERRNO = struct.Struct("=i").unpack_from
@@ -154,12 +156,18 @@ def _swap16(x: int) -> int:
 
 
 def _port_table(lo: int, hi: int) -> bytearray:
-    """65536 flags indexed by a port read in the *other* byte order: 1 = in [lo, hi].
+    """65536 flags indexed by a big-endian port read in host order: 1 = in [lo, hi].
 
-    Row L (the port's low byte) holds ports H*256+L for H = 0..255; the in-range H are contiguous.
+    On a little-endian host row L (the port's low byte) holds ports H*256+L for H = 0..255, and the
+    in-range H are contiguous.
     """
-    t = bytearray(65536)
     lo, hi = max(lo, 0), min(hi, 65535)
+    if sys.byteorder == "big":
+        t = bytearray(65536)
+        if lo <= hi:
+            t[lo:hi + 1] = b"\1" * (hi - lo + 1)
+        return t
+    t = bytearray(65536)
     for low in range(256):
         first = max(0, -((low - lo) // 256))          # ceil((lo - low) / 256)
         last = min(255, (hi - low) // 256)
