@@ -61,7 +61,7 @@ BAD_RULES = [
     (GOOD.replace('op = ">="', 'op = "=>"'), r":3: rule USER-SOMAXCONN: unknown operator '=>'"),
     (GOOD.replace("connections // 100", "conections // 100"), r"expected uses unknown name\(s\) conections"),
     (GOOD.replace("max(1024", "__import__(1024"), r"unknown function __import__"),
-    (GOOD.replace('scope = "netns"', 'scope = "global"'), r"scope must be netns, host or process"),
+    (GOOD.replace('scope = "netns"', 'scope = "global"'), r"scope must be netns, host, process or listener"),
     (GOOD.replace('refs = ["https://docs.kernel.org/networking/ip-sysctl.html"]', "refs = []"), r"refs must be a non-empty"),
     (GOOD.replace('rationale = "r"\n', ""), r"missing field 'rationale'"),
     (GOOD.replace('profiles = ["web"]', 'profiles = ["webb"]'), r"unknown profile 'webb'"),

@@ -1,4 +1,4 @@
-from tuneup.cli import main
+from tuneup.entry import main
 
 if __name__ == "__main__":
     main()

@@ -18,16 +18,15 @@ from tuneup.errors import TuneupError, UsageError
 from tuneup.formats import OutputFormat
 from tuneup.formats.capacity import CapacityFormat
 
-EXIT_OK = 0          # nothing at or above --fail-on
-EXIT_FINDINGS = 1    # findings at or above --fail-on
-EXIT_USAGE = 2       # bad input: rule file, snapshot, option, profile
-EXIT_INTERNAL = 3    # a bug in tuneup
+from tuneup.entry import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main  # noqa: F401 (re-exported)
+from tuneup.output import write_output
 
 app = typer.Typer(
     name="tuneup",
     help="Audit a Linux host for the limits that decide how many TCP connections it can hold.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 rules_app = typer.Typer(help="List and explain rules.", no_args_is_help=True)
@@ -53,6 +52,7 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a p
 RulesDirOpt = Annotated[Optional[list[Path]], typer.Option("--rules-dir", help="Extra directory of rule files (repeatable).")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+SampleOpt = Annotated[Optional[float], typer.Option("--sample", help="Read the kernel counters twice, SECONDS apart, and report deltas and rates.", metavar="SECONDS")]
 PidOpt = Annotated[Optional[list[int]], typer.Option("--pid", help="Also audit this running process (repeatable).")]
 ProcessOpt = Annotated[Optional[list[str]], typer.Option("--process", help="Also audit running processes with this name (repeatable).")]
 RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Audit the config files of this filesystem tree (an image, a config repository) instead of the live host.")]
@@ -81,25 +81,6 @@ def parse_sets(items: list[str] | None) -> dict[str, int | float]:
     return out
 
 
-def write_output(text: str, output: Path | None, force: bool) -> None:
-    """stdout, or a file written atomically (temp file + rename); never clobber without --force."""
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    if output.exists() and not force:
-        raise UsageError("file exists; pass --force to overwrite it", str(output))
-    if output.parent and not output.parent.is_dir():
-        raise UsageError("directory does not exist", str(output.parent))
-    tmp = output.with_name(f".{output.name}.tuneup-tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write: {exc.strerror}", str(output)) from None
-
-
 def _book(rules_dir: list[Path] | None):
     from tuneup.rulebook import loader
 
@@ -124,6 +105,7 @@ def audit(
     config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file with profile, params, fail_on, waivers (default: ./tuneup.toml if present).")] = None,
     root: RootOpt = None,
     service: ServiceOpt = None,
+    sample: SampleOpt = None,
 ) -> None:
     """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
     from tuneup import config as configmod
@@ -137,6 +119,7 @@ def audit(
     plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [], waived,
                     config_params=cfg.params, config_where=cfg.path)
     paths, is_fleet = run.expand_snapshots(snapshot or [])
+    _check_sample(sample, live=not paths and root is None)
     if is_fleet:
         if root is not None or service:
             raise UsageError("a fleet of snapshots cannot be combined with --root or --service", "--snapshot")
@@ -147,13 +130,25 @@ def audit(
         reports = list(result.reports)
     else:
         result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                                root, service))
+                                                root, service, sample))
         reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
     threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
     if any(engine.failing(r, threshold, include_host) for r in reports):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _check_sample(sample: float | None, live: bool) -> None:
+    if sample is None:
+        return
+    from tuneup.sockets_cmd import MAX_SAMPLE_S
+
+    if not live:
+        raise UsageError("samples the live host's counters; it cannot be combined with --snapshot or --root",
+                         "--sample")
+    if not 0 < sample <= MAX_SAMPLE_S:
+        raise UsageError(f"must be more than 0 and at most {MAX_SAMPLE_S:g} seconds", "--sample")
 
 
 def _color(output: Path | None) -> bool:
@@ -191,13 +186,15 @@ def collect(
     pid: PidOpt = None,
     process: ProcessOpt = None,
     rules_dir: RulesDirOpt = None,
+    sample: SampleOpt = None,
 ) -> None:
     """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere."""
     from tuneup import snapshot as snapmod
     from tuneup.facts.collect import collect as do_collect, resolve_targets
 
     book = _book(rules_dir)
-    snap = do_collect(book.fact_keys(), resolve_targets(pid or (), process or ()))
+    _check_sample(sample, live=True)
+    snap = do_collect(book.fact_keys(), resolve_targets(pid or (), process or ()), sample=sample)
     write_output(snapmod.dumps(snap), output, force)
 
 
@@ -280,6 +277,33 @@ def profiles(
     from tuneup.formats import catalogue
 
     write_output(catalogue.profiles_list(_book(rules_dir), fmt.value), None, False)
+
+
+class SocketsFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+class SocketsMethod(enum.StrEnum):
+    AUTO = "auto"
+    NETLINK = "netlink"
+    PROC = "proc"
+
+
+@app.command()
+def sockets(
+    fmt: Annotated[SocketsFormat, typer.Option("--format", "-f", help="Output format.")] = SocketsFormat.TABLE,
+    sample: SampleOpt = None,
+    top: Annotated[int, typer.Option("--top", help="How many ephemeral-port destinations to list.")] = 20,
+    method: Annotated[SocketsMethod, typer.Option("--method", help="netlink (sock_diag), proc (/proc/net/tcp*, no backlogs) or auto: netlink, else proc.")] = SocketsMethod.AUTO,
+    owners: Annotated[bool, typer.Option("--owners/--no-owners", help="Find the pid and name of each listener.")] = True,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Live TCP sockets: states, listeners with their real backlog and queue, ephemeral ports, counters."""
+    from tuneup import sockets_cmd
+
+    write_output(sockets_cmd.run(fmt.value, sample, top, method.value, owners), output, force)
 
 
 @app.command()
@@ -435,31 +459,3 @@ def write_tree(files: dict[str, str], out_dir: Path, force: bool) -> None:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; turn every error into one line on stderr and a documented exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    command = typer.main.get_command(app)
-    try:
-        rv = command.main(args=args, prog_name="tuneup", standalone_mode=False)
-    except TuneupError as exc:
-        print(f"tuneup: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        print("tuneup: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(EXIT_OK)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into an exit code
-        if hasattr(exc, "exit_code") and hasattr(exc, "format_message"):   # click/typer usage error
-            print(f"tuneup: usage: {exc.format_message()}", file=sys.stderr)
-            sys.exit(EXIT_USAGE if exc.exit_code else EXIT_OK)
-        if type(exc).__name__ == "Abort":
-            print("tuneup: aborted", file=sys.stderr)
-            sys.exit(130)
-        if os.environ.get("TUNEUP_DEBUG"):
-            raise
-        print(f"tuneup: internal error: {type(exc).__name__}: {exc} (set TUNEUP_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        sys.exit(EXIT_INTERNAL)
-    sys.exit(rv if isinstance(rv, int) else EXIT_OK)

@@ -86,11 +86,31 @@ def evaluate(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any
                 target = f"pid {proc['pid']} ({proc.get('name', '?')})"
                 findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts, f"proc.{proc['pid']}."),
                                               target, child_netns))
+        elif rule.scope is Scope.LISTENER:
+            findings.extend(_per_listener(rule, snapshot, names, all_facts, child_netns))
         else:
             target = (snapshot.host.get("limits_of") or "tuneup's own process (use --pid)") \
                 if rule.scope is Scope.PROCESS else None
             findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts), target, child_netns))
     return findings
+
+
+def listener_label(lst: Mapping[str, Any]) -> str:
+    owner = f"{lst['process']} pid {lst['pid']}" if lst.get("pid") else "owner not visible"
+    return f"listener {lst['local']} ({owner})"
+
+
+def _per_listener(rule: Rule, snapshot: Snapshot, names: dict[str, Any], all_facts: Mapping[str, Any],
+                  child_netns: bool) -> list[Finding]:
+    if not snapshot.listeners:
+        why = ("no listening TCP socket in this network namespace" if snapshot.listeners is not None
+               else "this snapshot has no socket census (collected from files, or by an older tuneup)")
+        return [Finding(rule=rule.id, key=rule.fact, status=Status.SKIP, severity=rule.severity,
+                        actual=None, expected="", message=f"not applicable: {why}", title=rule.title,
+                        scope=rule.scope, rationale=rule.rationale, refs=rule.refs)]
+    return [_evaluate_one(rule, snapshot, names, _Facts(all_facts, f"listener.{lst['local']}."),
+                          listener_label(lst), child_netns)
+            for lst in snapshot.listeners]
 
 
 def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: _Facts,
@@ -102,7 +122,7 @@ def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: 
 
     def finding(status: Status, message: str, actual: Value = None, expected: str = "",
                 expected_value: Value = None, host_only: bool = False) -> Finding:
-        if target and rule.scope is Scope.PROCESS:
+        if target and rule.scope in (Scope.PROCESS, Scope.LISTENER):
             message = f"{target}: {message}"
         return Finding(status=status, message=message, actual=actual, expected=expected,
                        expected_value=expected_value, host_only=host_only, **base)

@@ -38,6 +38,7 @@ class Scope(enum.StrEnum):
     NETNS = "netns"      # per network namespace: a container can set it
     HOST = "host"        # host-global: only the host (initial namespace) can change it
     PROCESS = "process"  # a property of a process (rlimits), evaluated per target process
+    LISTENER = "listener"  # a property of a listening socket, evaluated per listener observed
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Snapshot:
     host: dict[str, Any]
     facts: dict[str, Fact]
     processes: list[dict[str, Any]] = field(default_factory=list)  # {"pid", "name", ...}
+    listeners: list[dict[str, Any]] | None = None  # {"local", "backlog", "queue", "pid", "process"}; None: not observed
     collected_at: str = ""
     origin: str = "live"      # "live", a snapshot path, or "root:DIR"
 

@@ -105,7 +105,7 @@ def audit_fleet(p: Plan, paths: Sequence[Path], progress: Callable[[int, int], N
 
 
 def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = (),
-                    root: Path | None = None, service: str | None = None) -> Snapshot:
+                    root: Path | None = None, service: str | None = None, sample: float | None = None) -> Snapshot:
     """A snapshot file, a filesystem tree (root), or the live host (with --pid/--process targets,
     or --service: the limits systemd gives that unit)."""
     if (pids or names) and (path is not None or root is not None or service):
@@ -124,4 +124,4 @@ def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names:
         return collect_root(p.book.fact_keys(), root, service)
     from tuneup.facts.collect import collect, resolve_targets
 
-    return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service)
+    return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service, sample=sample)

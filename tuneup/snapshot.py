@@ -24,6 +24,7 @@ def to_dict(snap: Snapshot) -> dict[str, Any]:
         "collected_at": snap.collected_at,
         "host": snap.host,
         "processes": snap.processes,
+        **({"listeners": snap.listeners} if snap.listeners is not None else {}),
         "facts": {
             k: {"value": to_json_value(f.value), "source": f.source, **({"error": f.error} if f.error else {})}
             for k, f in sorted(snap.facts.items())
@@ -80,7 +81,11 @@ def loads(text: str, where: str) -> Snapshot:
     procs = data.get("processes", [])
     if not isinstance(procs, list) or not all(isinstance(p, dict) and isinstance(p.get("pid"), int) for p in procs):
         raise SnapshotError("$.processes: must be a list of objects with an integer 'pid'", where)
-    return Snapshot(host=host, facts=facts, processes=procs,
+    listeners = data.get("listeners")
+    if listeners is not None and (not isinstance(listeners, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("local"), str) for x in listeners)):
+        raise SnapshotError("$.listeners: must be a list of objects with a string 'local'", where)
+    return Snapshot(host=host, facts=facts, processes=procs, listeners=listeners,
                     collected_at=str(data.get("collected_at", "")), origin=where)
 
 

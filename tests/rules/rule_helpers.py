@@ -23,7 +23,7 @@ HOST = {
     "netns": "initial", "netns_evidence": "test",
 }
 CASE_FIELDS = {"rule", "name", "status", "facts", "absent", "errors", "params", "profile", "host",
-               "processes", "message", "host_only", "expected_value"}
+               "processes", "listeners", "message", "host_only", "expected_value"}
 
 
 @lru_cache(maxsize=1)
@@ -36,12 +36,14 @@ def _value(v: Any) -> Any:
 
 
 def snapshot(facts: dict | None = None, *, absent: list | None = None, errors: dict | None = None,
-             host: dict | None = None, processes: list | None = None) -> Snapshot:
+             host: dict | None = None, processes: list | None = None,
+             listeners: list | None = None) -> Snapshot:
     """facts {key: value}; absent [key] (the kernel has no such key); errors {key: "permission denied"}."""
     out = {k: Fact(k, _value(v), f"case:{k}") for k, v in (facts or {}).items()}
     out.update({k: Fact(k, None, f"case:{k}") for k in absent or ()})
     out.update({k: Fact(k, None, f"case:{k}", error=e) for k, e in (errors or {}).items()})
-    return Snapshot(host={**HOST, **(host or {})}, facts=out, processes=list(processes or []), origin="case")
+    return Snapshot(host={**HOST, **(host or {})}, facts=out, processes=list(processes or []),
+                    listeners=listeners, origin="case")
 
 
 def load_cases() -> list[dict]:
@@ -65,5 +67,5 @@ def run_case(case: dict) -> list[Finding]:
     rule = b.rules[case["rule"]]
     prof = b.profile(case.get("profile") or default_profile(rule.id), case.get("params"))
     snap = snapshot(case.get("facts"), absent=case.get("absent"), errors=case.get("errors"),
-                    host=case.get("host"), processes=case.get("processes"))
+                    host=case.get("host"), processes=case.get("processes"), listeners=case.get("listeners"))
     return evaluate([rule], snap, prof.params)

@@ -20,7 +20,7 @@ runner = CliRunner()
 PRIMARY = re.compile(r"^https://(docs\.kernel\.org|git\.kernel\.org|elixir\.bootlin\.com|man7\.org|"
                      r"www\.freedesktop\.org/software/systemd|0pointer\.net|www\.erlang\.org|github\.com/docker-library)/")
 SECTIONS = {"file descriptors and processes", "per-process limits", "erlang", "accept path", "ports and TIME_WAIT",
-            "orphans", "keepalive", "memory", "conntrack"}
+            "orphans", "keepalive", "memory", "conntrack", "live sockets"}
 
 
 def invoke(*args):
@@ -45,7 +45,7 @@ def test_every_rule_is_cited_and_explained_in_one_sentence(rule_id):
     assert PRIMARY.match(r.refs[0]), f"{rule_id}: first ref is not a primary source: {r.refs[0]}"
     assert r.rationale.endswith(".") and len(r.rationale) <= 400
     assert r.rationale.count(". ") == 0, f"{rule_id}: rationale should be one sentence"
-    assert r.scope in (Scope.NETNS, Scope.HOST, Scope.PROCESS)
+    assert r.scope in (Scope.NETNS, Scope.HOST, Scope.PROCESS, Scope.LISTENER)
 
 
 def test_scopes_follow_the_kernel():
@@ -63,7 +63,8 @@ def test_fix_specs_where_a_setting_fixes_it():
     # observations, cross-checks an operator resolves by choice, and the memory of the host itself
     assert no_fix <= {"FD-FILE-NR-HEADROOM", "CT-COUNT-HEADROOM", "PROC-FD-USAGE", "BEAM-MAX-PORTS",
                       "BEAM-MAX-PROCESSES", "NET-TCP-MEM-RAM", "NET-TCP-MEM-ORDER", "NET-TCP-RMEM-ORDER",
-                      "NET-TCP-WMEM-ORDER", "MEM-LOAD-FITS-RAM", "NET-RESERVED-PORTS", "NET-KEEPALIVE-DEAD-PEER"}
+                      "NET-TCP-WMEM-ORDER", "MEM-LOAD-FITS-RAM", "NET-RESERVED-PORTS", "NET-KEEPALIVE-DEAD-PEER"} \
+        | {r.id for r in book().rules.values() if r.section == "live sockets"}   # what sockets are doing
 
 
 # -- profiles ---------------------------------------------------------------------------------------

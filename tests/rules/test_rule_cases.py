@@ -46,7 +46,8 @@ def test_conditional_and_removable_rules_have_their_cases(rule_id):
         assert any(c["status"] == "skip" for c in cases), f"{rule_id} has a condition but no not-applicable case"
     if rule.absent is Status.PASS or rule.absent_reason:
         absent = [c for c in cases if rule.fact in c.get("absent", ())
-                  or any(rule.fact in k for p in c.get("processes", ()) for k in c.get("absent", ()))]
+                  or any(rule.fact in k for p in c.get("processes", ()) for k in c.get("absent", ()))
+                  or any(k.endswith("." + rule.fact) for k in c.get("absent", ()) if c.get("listeners"))]
         assert absent, f"{rule_id} names an absent state but has no case with {rule.fact} absent"
         assert all(c["status"] == rule.absent.value for c in absent)
 

@@ -13,7 +13,7 @@ from tuneup.model import Fact, Snapshot
 # Always collected: what capacity math and reports need even when no rule names it.
 BASE_KEYS = frozenset({
     "fs.file-max", "fs.file-nr", "fs.nr_open", "net.core.somaxconn",
-    "net.ipv4.ip_local_port_range", "net.ipv4.tcp_mem",
+    "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_mem",
 })
 
 
@@ -29,10 +29,11 @@ def resolve_targets(pids: Iterable[int] = (), names: Iterable[str] = (), proc: s
 
 
 def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", service: str | None = None,
-            root: str = "/") -> Snapshot:
+            root: str = "/", sample: float | None = None, sockets: bool = True) -> Snapshot:
     """The live host. Beside each live sysctl the value the next boot applies (boot.KEY, from the
-    files under root); with service, rlimit.nofile.* are what systemd gives that unit."""
-    from tuneup.facts import configfiles
+    files under root); with service, rlimit.nofile.* are what systemd gives that unit. With sockets,
+    the live socket census and kernel counters (read twice, `sample` seconds apart, when given)."""
+    from tuneup.facts import configfiles, observe
 
     keys = set(keys) | BASE_KEYS
     sysctl_keys = {k for k in keys if sysctl.is_sysctl(k)}
@@ -41,6 +42,13 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
     facts.update(limits.self_facts())
     boot, limits_of = configfiles.snapshot_facts(Path(root), sysctl_keys, service, rootfs=False)
     facts.update(boot)
+    listeners = None
+    if sockets:
+        reserved = facts.get("net.ipv4.ip_local_reserved_ports")
+        pids = list(dict.fromkeys(pids))
+        sock_facts, listeners = observe.socket_facts(sample, keys, reserved.value if reserved else None, proc,
+                                                     targets=pids)
+        facts.update(sock_facts)
     targets = []
     for pid in dict.fromkeys(pids):
         try:
@@ -50,6 +58,8 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         facts.update(pfacts)
         soft = pfacts.get(f"proc.{pid}.rlimit.nofile.soft")
         facts.update(processes.details(pid, info, soft.value if soft else None, proc))
+        if listeners is not None:
+            facts.update(observe.process_socket_facts(pid, listeners, proc))
         targets.append(info)
     ident = host.identity(proc)
     if limits_of:
@@ -58,6 +68,7 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         host=ident,
         facts=facts,
         processes=targets,
+        listeners=listeners,
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin="live",
     )

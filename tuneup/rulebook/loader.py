@@ -255,7 +255,7 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
     try:
         scope = Scope(text_field("scope"))
     except ValueError:
-        raise RuleFileError(f"{label}: scope must be netns, host or process, not {e['scope']!r}", where) from None
+        raise RuleFileError(f"{label}: scope must be netns, host, process or listener, not {e['scope']!r}", where) from None
     op = text_field("op")
     if op not in OPERATORS:
         raise RuleFileError(f"{label}: unknown operator {op!r} (known: {', '.join(OPERATORS)})", where)

@@ -1,0 +1,64 @@
+"""Console-script entry point: dispatch, and turn every failure into one line and an exit code.
+
+Most commands go through the typer app in tuneup.cli. `tuneup sockets` has a promise to keep — a
+whole process no slower than `ss -tan` on a host with 200K sockets — and importing typer (with
+pydantic) and building the app costs more than the census itself, so that one command is parsed
+here by a small argparse parser with exactly the typer command's options (a test keeps the two in
+step; `tuneup sockets --help` still goes through typer).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tuneup.errors import TuneupError
+
+EXIT_OK = 0          # nothing at or above --fail-on
+EXIT_FINDINGS = 1    # findings at or above --fail-on
+EXIT_USAGE = 2       # bad input: rule file, snapshot, option, profile
+EXIT_INTERNAL = 3    # a bug in tuneup
+
+FAST_COMMANDS = ("sockets",)
+
+
+def _dispatch(args: list[str]) -> object:
+    if args and args[0] in FAST_COMMANDS and not {"--help", "-h"} & set(args[1:]):
+        from tuneup import sockets_cmd
+
+        return sockets_cmd.fast_main(args[1:])
+    import typer.main
+
+    from tuneup.cli import app
+
+    command = typer.main.get_command(app)
+    return command.main(args=args, prog_name="tuneup", standalone_mode=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn every error into one line on stderr and a documented exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        rv = _dispatch(args)
+    except TuneupError as exc:
+        print(f"tuneup: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("tuneup: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(EXIT_OK)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into an exit code
+        if hasattr(exc, "exit_code") and hasattr(exc, "format_message"):   # click/typer usage error
+            print(f"tuneup: usage: {exc.format_message()}", file=sys.stderr)
+            sys.exit(EXIT_USAGE if exc.exit_code else EXIT_OK)
+        if type(exc).__name__ == "Abort":
+            print("tuneup: aborted", file=sys.stderr)
+            sys.exit(130)
+        if os.environ.get("TUNEUP_DEBUG"):
+            raise
+        print(f"tuneup: internal error: {type(exc).__name__}: {exc} (set TUNEUP_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(rv if isinstance(rv, int) else EXIT_OK)
