@@ -8,7 +8,7 @@ PAIRS/WORKERS client+server pairs, because one process may hold at most 20000 fi
 namespace only: lo up, net.ipv4.ip_local_port_range 1024 65535, net.core.somaxconn 65535.
 
 Then, from a process inside the namespace, times whole processes, alternating, RUNS rounds:
-  tuneup   python -m tuneup.facts.sockets_render --format json   (census + owners + counters + JSON)
+  tuneup   tuneup sockets --format json   (the whole command: census + owners + counters + JSON)
   ss       ss -tan
   psutil   python -c "import psutil; psutil.net_connections(kind='tcp')"
 all with stdout to /dev/null, and prints medians, the ratios tuneup/ss and psutil/tuneup, and the
@@ -102,17 +102,22 @@ def timed(cmd: list[str], cwd: str) -> tuple[float, int]:
     return dt, kib
 
 
+def _tuneup(python: str) -> list[str]:
+    """The real command: the console script beside this python, else python -m tuneup."""
+    script = Path(python).parent / "tuneup"
+    return [str(script)] if script.exists() else [python, "-m", "tuneup"]
+
+
 def measure(runs: int, python: str) -> dict:
     cmds = {
-        "tuneup": [python, "-m", "tuneup.facts.sockets_render", "--format", "json"],
+        "tuneup": [*_tuneup(python), "sockets", "--format", "json"],
         "ss": ["ss", "-tan"],
         "psutil": [python, "-c", "import psutil; psutil.net_connections(kind='tcp')"],
     }
     # byte-compile our modules as an installed wheel would have them (PYTHONDONTWRITEBYTECODE
     # may be set in the environment: then every run would compile them from source)
-    import py_compile
-    for name in ("sockets", "counters", "sockets_render"):
-        py_compile.compile(str(REPO / "tuneup" / "facts" / f"{name}.py"), doraise=True)
+    import compileall
+    compileall.compile_dir(str(REPO / "tuneup"), quiet=1)
     times: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, list[int]] = {k: [] for k in cmds}
     for _ in range(1):   # warm the page cache and the kernel's slab caches
