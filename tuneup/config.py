@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneup.errors import TuneupError
-from tuneup.waivers import Waiver, loads_toml
+from tuneup.inputs import loads_toml, read_text
+from tuneup.waivers import Waiver
 from tuneup.waivers import load as load_waivers
 from tuneup.waivers import parse as parse_waivers
 
@@ -60,14 +61,7 @@ def load(path: Path | None, cwd: Path | None = None) -> Config:
             return Config()
         path = cand
     where = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", where) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", where) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", where) from None
+    text = read_text(path, ConfigError)
     data = loads_toml(text, where, ConfigError)
     unknown = set(data) - _KEYS
     if unknown:

@@ -301,7 +301,7 @@ def run(connections: int = DEFAULT_CONNECTIONS, target: Target | None = None, ra
         queued = None
         if target is not None:
             # established by the kernel but still in the target's accept queue: not held by the server
-            queued = usage.accept_queue(target.port, (target.addr,))
+            queued = _settled_queue(lambda: usage.accept_queue(target.port, (target.addr,)), timeout)
             if queued:
                 achieved = max(0, achieved - queued)
         info = {}
@@ -317,6 +317,22 @@ def run(connections: int = DEFAULT_CONNECTIONS, target: Target | None = None, ra
         if listener is not None:
             listener.stop()
         restore()
+
+
+def _settled_queue(read: Callable[[], int | None], timeout: float, stall: float = 0.5) -> int | None:
+    """The target's accept queue once the server has caught up: a busy server may still be
+    accepting the last connections when the ramp ends; stop waiting when the queue is empty, stops
+    shrinking for `stall` seconds (a server that does not accept), or after `timeout`."""
+    queued = read()
+    deadline = time.monotonic() + timeout
+    last_change = time.monotonic()
+    while queued and time.monotonic() < deadline and time.monotonic() - last_change < stall:
+        time.sleep(0.05)
+        now = read()
+        if now != queued:
+            last_change = time.monotonic()
+        queued = now
+    return queued
 
 
 def _ramp(sel, socks: list[socket.socket], family: int, dest: tuple[str, int], n: int, rate: float,

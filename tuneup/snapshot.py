@@ -90,13 +90,6 @@ def loads(text: str, where: str) -> Snapshot:
 
 
 def load(path: str) -> Snapshot:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise SnapshotError("no such file", path) from None
-    except UnicodeDecodeError:
-        raise SnapshotError("not UTF-8 text", path) from None
-    except OSError as exc:
-        raise SnapshotError(f"cannot read: {exc.strerror}", path) from None
-    return loads(text, path)
+    from tuneup.inputs import read_text
+
+    return loads(read_text(path, SnapshotError), path)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneup.errors import TuneupError
+from tuneup.inputs import loads_toml, read_text
 from tuneup.model import Report, Status
 
 _FIELDS = {"rule", "reason", "expires", "hosts"}
@@ -105,27 +104,8 @@ def _build(e: Any, where: str) -> Waiver:
 
 
 def load(path: Path | str) -> list[Waiver]:
-    path = str(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise WaiverError("no such file", path) from None
-    except UnicodeDecodeError:
-        raise WaiverError("not UTF-8 text", path) from None
-    except OSError as exc:
-        raise WaiverError(f"cannot read: {exc.strerror}", path) from None
-    return parse(loads_toml(text, path, WaiverError), text, path)
-
-
-def loads_toml(text: str, where: str, error: type[TuneupError]) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        loc = f"{where}:{m.group(1)}:{m.group(2)}" if m else where
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "invalid TOML"
-        raise error(f"invalid TOML: {msg}", loc) from None
+    text = read_text(path, WaiverError)
+    return parse(loads_toml(text, str(path), WaiverError), text, str(path))
 
 
 def check_rules(waivers: Sequence[Waiver], rule_ids: Iterable[str]) -> None:

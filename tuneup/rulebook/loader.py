@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
+from tuneup.inputs import loads_toml, read_text
 from tuneup.model import FixSpec, Hint, Param, Profile, Rule, Scope, Severity, Status
 from tuneup.rulebook.expr import Expr
 from tuneup.rulebook.ops import OPERATORS
@@ -132,19 +133,8 @@ def _table_header(table: str, name: str) -> str:
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RuleFileError(f"cannot read: {exc.strerror}", str(path)) from None
-    except UnicodeDecodeError:
-        raise RuleFileError("not UTF-8 text", str(path)) from None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        where = f"{path}:{m.group(1)}:{m.group(2)}" if m else str(path)
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "invalid TOML"
-        raise RuleFileError(f"invalid TOML: {msg}", where) from None
+    text = read_text(path, RuleFileError)
+    return loads_toml(text, str(path), RuleFileError), text
 
 
 def load(dirs: list[Path] | None = None) -> Rulebook:
