@@ -83,7 +83,8 @@ def evaluate(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any
     for rule in rules:
         if rule.scope is Scope.PROCESS and snapshot.processes:
             for proc in snapshot.processes:
-                target = f"pid {proc['pid']} ({proc.get('name', '?')})"
+                unit = f", {proc['unit']}" if proc.get("unit") else ""
+                target = f"pid {proc['pid']} ({proc.get('name', '?')}{unit})"
                 findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts, f"proc.{proc['pid']}."),
                                               target, child_netns))
         elif rule.scope is Scope.LISTENER:

@@ -61,7 +61,7 @@ def test_scopes_follow_the_kernel():
 def test_fix_specs_where_a_setting_fixes_it():
     no_fix = {r.id for r in book().rules.values() if r.fix is None}
     # observations, cross-checks an operator resolves by choice, and the memory of the host itself
-    assert no_fix <= {"FD-FILE-NR-HEADROOM", "CT-COUNT-HEADROOM", "PROC-FD-USAGE", "BEAM-MAX-PORTS",
+    assert no_fix <= {"FD-FILE-NR-HEADROOM", "CT-COUNT-HEADROOM", "PROC-FD-USAGE", "BEAM-MAX-PORTS", "BEAM-PORTS-WITHIN-NOFILE",
                       "BEAM-MAX-PROCESSES", "NET-TCP-MEM-RAM", "NET-TCP-MEM-ORDER", "NET-TCP-RMEM-ORDER",
                       "NET-TCP-WMEM-ORDER", "MEM-LOAD-FITS-RAM", "NET-RESERVED-PORTS", "NET-KEEPALIVE-DEAD-PEER"} \
         | {r.id for r in book().rules.values() if r.section == "live sockets"}   # what sockets are doing

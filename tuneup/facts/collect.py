@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,7 +58,17 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
             raise UsageError(f"no process with pid {pid}", "--pid") from None
         facts.update(pfacts)
         soft = pfacts.get(f"proc.{pid}.rlimit.nofile.soft")
-        facts.update(processes.details(pid, info, soft.value if soft else None, proc))
+        details = processes.details(pid, info, soft.value if soft else None, proc)
+        facts.update(details)
+        unit = details.get(f"proc.{pid}.unit")
+        if unit is not None and unit.value:
+            info["unit"] = unit.value
+        how = details.get(f"proc.{pid}.limit_source")
+        if how is not None and how.value:   # say where the limit comes from, beside the value
+            for which in ("soft", "hard"):
+                key = f"proc.{pid}.rlimit.nofile.{which}"
+                if key in facts:
+                    facts[key] = dataclasses.replace(facts[key], source=f"{facts[key].source}; {how.value}")
         if listeners is not None:
             facts.update(observe.process_socket_facts(pid, listeners, proc))
         targets.append(info)

@@ -47,6 +47,8 @@ def format_report(report: Report, *, color: bool = False, **_: Any) -> str:
             lines.append(f"  {f.rule}: {f.message}")
             if f.status is Status.FAIL:
                 lines.append(f"      why: {f.rationale}")
+                if f.source and not f.source.startswith("/proc/sys/"):
+                    lines.append(f"      from: {f.source}")
     s = report.summary()
     lines += ["", "Summary: " + ", ".join(f"{v} {k}" for k, v in s.items() if v or k in ("pass", "fail"))]
     return "\n".join(lines) + "\n"
