@@ -22,6 +22,18 @@ HOST = {
 }
 
 
+# A stock Debian 12 host's values for the core keys (tuned nothing): shared by CLI, format and fleet tests.
+STOCK = {
+    "fs.file-max": 2466174, "fs.nr_open": 1048576, "fs.file-nr": (99, 0, 2466174),
+    "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 128, "net.ipv4.tcp_syncookies": 1,
+    "net.ipv4.ip_local_port_range": (32768, 60999), "net.ipv4.tcp_tw_reuse": 2, "net.ipv4.tcp_tw_recycle": None,
+    "net.ipv4.tcp_max_tw_buckets": 131072, "net.ipv4.tcp_fin_timeout": 60, "net.core.netdev_max_backlog": 1000,
+    "net.ipv4.tcp_mem": (287898, 383866, 575796), "net.ipv4.tcp_abort_on_overflow": 0,
+    "net.ipv4.tcp_max_orphans": 131072, "rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 524288,
+    "net.netfilter.nf_conntrack_max": 262144,
+}
+
+
 def make_snapshot(values: dict, *, host: dict | None = None, errors: dict | None = None,
                   processes: list | None = None) -> Snapshot:
     """A Snapshot from {key: value}; value None = absent; errors = {key: "permission denied"}."""

@@ -4,7 +4,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import make_snapshot, tuneup_cmd
+from conftest import STOCK, make_snapshot, tuneup_cmd
 from typer.testing import CliRunner
 
 from tuneup import snapshot
@@ -13,14 +13,6 @@ from tuneup.formats import OutputFormat, formatter
 
 runner = CliRunner()
 
-STOCK = {
-    "fs.file-max": 2466174, "fs.nr_open": 1048576, "fs.file-nr": (99, 0, 2466174),
-    "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 128, "net.ipv4.tcp_syncookies": 1,
-    "net.ipv4.ip_local_port_range": (32768, 60999), "net.ipv4.tcp_tw_reuse": 2, "net.ipv4.tcp_tw_recycle": None,
-    "net.ipv4.tcp_max_tw_buckets": 131072, "net.ipv4.tcp_fin_timeout": 60, "net.core.netdev_max_backlog": 1000,
-    "net.ipv4.tcp_mem": (287898, 383866, 575796), "net.ipv4.tcp_abort_on_overflow": 0,
-    "net.ipv4.tcp_max_orphans": 131072, "rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 524288,
-}
 
 
 def run_main(args, capsys):
@@ -75,7 +67,8 @@ def test_fail_on_levels(snap_file, capsys):
     assert run_main(["audit", "--snapshot", str(snap_file), "--fail-on", "never"], capsys)[0] == EXIT_OK
     assert run_main(["audit", "--snapshot", str(snap_file), "--fail-on", "critical"], capsys)[0] == EXIT_FINDINGS
     good = dict(STOCK, **{"rlimit.nofile.soft": 200000, "rlimit.nofile.hard": 200000, "net.core.somaxconn": 65535,
-                          "net.ipv4.tcp_max_syn_backlog": 65535, "net.ipv4.tcp_mem": (1, 2, 10_000_000)})
+                          "net.ipv4.tcp_max_syn_backlog": 65535, "net.ipv4.tcp_mem": (1, 2, 10_000_000),
+                          "net.netfilter.nf_conntrack_max": 1048576})
     snap_file.write_text(snapshot.dumps(make_snapshot(good)))
     assert run_main(["audit", "--snapshot", str(snap_file), "--fail-on", "critical"], capsys)[0] == EXIT_OK
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+from conftest import Netns as BaseNetns
+from conftest import tuneup_cmd
 
 from tuneup.model import Fact, Snapshot
 
@@ -36,11 +38,6 @@ def snapshot(values: dict, *, host: dict | None = None, sources: dict | None = N
     return Snapshot(host={**HOST, **(host or {})}, facts=facts, origin=origin)
 
 
-def tuneup_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "tuneup"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tuneup"]
-
-
 def host_values() -> dict[str, str]:
     out = {}
     for k in HOST_GLOBAL:
@@ -51,14 +48,7 @@ def host_values() -> dict[str, str]:
     return out
 
 
-class Netns:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def run(self, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.name, *args], capture_output=True, text=True,
-                              check=check, timeout=120, **kw)
-
+class Netns(BaseNetns):
     def tuneup(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         env = {**os.environ, "NO_COLOR": "1"}
         return self.run(*tuneup_cmd(), *args, check=check, env=env)

@@ -7,19 +7,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from conftest import STOCK  # noqa: F401 (re-exported to the fleet tests)
+
 from tuneup import snapshot as snapmod
 from tuneup.model import Fact, Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
-STOCK = {
-    "fs.file-max": 2466174, "fs.nr_open": 1048576, "fs.file-nr": (99, 0, 2466174),
-    "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 128, "net.ipv4.tcp_syncookies": 1,
-    "net.ipv4.ip_local_port_range": (32768, 60999), "net.ipv4.tcp_tw_reuse": 2, "net.ipv4.tcp_tw_recycle": None,
-    "net.ipv4.tcp_max_tw_buckets": 131072, "net.ipv4.tcp_fin_timeout": 60, "net.core.netdev_max_backlog": 1000,
-    "net.ipv4.tcp_mem": (287898, 383866, 575796), "net.ipv4.tcp_abort_on_overflow": 0,
-    "net.ipv4.tcp_max_orphans": 131072, "rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 524288,
-    "net.netfilter.nf_conntrack_max": 262144,
-}
 # Everything the web profile wants for 100000 connections, so only chosen keys fail.
 GOOD = {**STOCK, "net.core.somaxconn": 65535, "net.ipv4.tcp_max_syn_backlog": 65535,
         "net.core.netdev_max_backlog": 16384, "rlimit.nofile.soft": 1048576, "rlimit.nofile.hard": 1048576,

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import functools
 
+from conftest import STOCK as BASE
+
 from tuneup.model import Fact, Finding, Report, Scope, Severity, Snapshot, Status
 
-STOCK = {
-    "fs.file-max": 2466174, "fs.nr_open": 1048576, "fs.file-nr": (99, 0, 2466174),
-    "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 128, "net.ipv4.tcp_syncookies": 1,
-    "net.ipv4.ip_local_port_range": (32768, 60999), "net.ipv4.tcp_tw_reuse": 2, "net.ipv4.tcp_tw_recycle": None,
-    "net.ipv4.tcp_max_tw_buckets": 131072, "net.ipv4.tcp_fin_timeout": 60, "net.core.netdev_max_backlog": 1000,
-    "net.ipv4.tcp_mem": (287898, 383866, 575796), "net.ipv4.tcp_abort_on_overflow": 0,
-    "net.ipv4.tcp_max_orphans": 131072, "rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 2**64 - 1,
-    "net.netfilter.nf_conntrack_max": 262144,
-}
+STOCK = {**BASE, "rlimit.nofile.hard": 2**64 - 1}   # "unlimited", rendered as such
 HOSTILE = '<script>alert("x")</script> & "quoted" | pipe\\back`tick\nnewline @team'
 
 
