@@ -161,18 +161,20 @@ def _color(output: Path | None) -> bool:
 
 
 def _progress(total: int, threshold: int = 20):
-    """A one-line progress bar on stderr for many snapshots on a terminal; None otherwise."""
-    if total < threshold or not sys.stderr.isatty():
+    """The fleet's bar: only for many snapshots."""
+    return _progress_bar("auditing snapshots") if total >= threshold else None
+
+
+def _progress_bar(label: str):
+    """A one-line progress bar on stderr when it is a terminal; None otherwise (never in the output)."""
+    if not sys.stderr.isatty():
         return None
-    step = max(1, total // 100)
 
     def show(done: int, n: int) -> None:
-        if done % step and done != n:
-            return
         width = 30
-        fill = width * done // n
-        sys.stderr.write(f"\rauditing snapshots [{'#' * fill}{'.' * (width - fill)}] {done}/{n}")
-        if done == n:
+        fill = width * min(done, n) // max(n, 1)
+        sys.stderr.write(f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {done}/{n}\x1b[K")
+        if done >= n:
             sys.stderr.write("\r\x1b[K")
         sys.stderr.flush()
 
@@ -351,7 +353,7 @@ def probe(
     probemod.validate(connections, rate, timeout)
     if output is not None and str(output) != "-" and output.exists() and not force:
         raise UsageError("file exists; pass --force to overwrite it", str(output))
-    show = _probe_progress()
+    show = _progress_bar("probing")
     try:
         result = probemod.run(connections, dest, rate, timeout, show)
     finally:
@@ -361,20 +363,6 @@ def probe(
     write_output(render_probe(result, fmt), output, force)
     if result.achieved < result.requested:
         raise typer.Exit(EXIT_FINDINGS)
-
-
-def _probe_progress():
-    """A one-line progress bar on stderr when it is a terminal; None otherwise (never in the output)."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, n: int) -> None:
-        width = 30
-        fill = width * min(done, n) // max(n, 1)
-        sys.stderr.write(f"\rprobing [{'#' * fill}{'.' * (width - fill)}] {done}/{n}\x1b[K")
-        sys.stderr.flush()
-
-    return show
 
 
 @app.command()
