@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tuneup.errors import TuneupError, UsageError
+from tuneup.errors import UsageError
 from tuneup.formats import OutputFormat
 from tuneup.formats.capacity import CapacityFormat
 
@@ -73,8 +73,8 @@ def parse_sets(items: list[str] | None) -> dict[str, int | float]:
                 value = float(raw)
             except ValueError:
                 raise UsageError(f"{item!r}: value {raw!r} is not a number", "--set") from None
-            if value != value or value in (float("inf"), float("-inf")):
-                raise UsageError(f"{item!r}: value must be finite", "--set")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UsageError(f"{item!r}: value must be finite", "--set")
         if value < 0:
             raise UsageError(f"{item!r}: value must not be negative", "--set")
         out[name] = value

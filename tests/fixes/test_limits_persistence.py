@@ -9,7 +9,7 @@ import pytest
 
 from tuneup import run
 from tuneup.facts import configfiles as cf
-from tuneup.model import RLIM_INFINITY, Fact, Status
+from tuneup.model import RLIM_INFINITY, Status
 
 from .conftest import snapshot, tuneup_cmd, write
 
