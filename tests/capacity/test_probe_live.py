@@ -138,3 +138,27 @@ def test_small_probes_reach_n(capns, n):
     rc, res, err = capns.tuneup_json("probe", "--connections", str(n))
     assert rc == 0 and res["achieved"] == n and res["stopped_by"] is None, err
     assert capns.pids() == []
+
+
+HOLD = """
+import socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 7000)); l.listen(128)
+cs = [socket.create_connection(("127.0.0.1", 7000)) for _ in range(int(sys.argv[1]))]
+acc = [l.accept()[0] for _ in cs]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_capacity_reads_ports_in_use_from_the_census(capns):
+    """The outbound ceiling subtracts the ports already held toward the busiest destination, as
+    the live socket census (not a second walk of /proc/net/tcp) saw them."""
+    ns = capns
+    ns.run("sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40999", check=True)
+    holder = ns.spawn(sys.executable, "-c", HOLD, "30")
+    assert holder.stdout.readline().strip() == "ready"
+    rc, cap, err = ns.tuneup_json("capacity")
+    assert rc == 0, err
+    (ports,) = cap["outbound"]["limits"]
+    assert "30 in use toward the busiest destination 127.0.0.1:7000" in ports["detail"]
+    assert ports["ceiling"] == 1000 - 30

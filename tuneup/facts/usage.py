@@ -22,7 +22,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 
-from tuneup.model import Fact
+from tuneup.model import Fact, Snapshot
 
 CAP_SYS_ADMIN = 21
 TCP_LISTEN = 0x0A
@@ -196,9 +196,13 @@ def listener_pid(port: int, addrs: tuple[str, ...], proc: str = "/proc") -> int 
     return None
 
 
-def capacity_facts(port_range: tuple[int, int] | None, pids: tuple[int, ...] = (),
+def capacity_facts(snap: Snapshot, port_range: tuple[int, int] | None, pids: tuple[int, ...] = (),
                    proc: str = "/proc") -> dict[str, Fact]:
-    """The in-use facts the capacity model subtracts from limits (see the module docstring)."""
+    """The in-use facts the capacity model subtracts from limits (see the module docstring).
+
+    A live snapshot already holds the socket census and the counters (tuneup.facts.collect): use
+    them rather than walking the sockets a second time; /proc/net/tcp only for one without.
+    """
     facts: dict[str, Fact] = {}
 
     def put(key: str, value, source: str, error: str | None = None) -> None:
@@ -212,16 +216,15 @@ def capacity_facts(port_range: tuple[int, int] | None, pids: tuple[int, ...] = (
     for pid in pids:
         put(f"proc.{pid}.cap_sys_admin", cap_sys_admin(pid, proc), f"{proc}/{pid}/status CapEff")
     put("mem.available_bytes", mem_available(proc), f"{proc}/meminfo MemAvailable")
-    put("sockstat.tcp.mem", sockstat_tcp_mem(proc), f"{proc}/net/sockstat TCP mem")
-    try:    # inet_diag when it can be (fast with many sockets), else /proc/net/tcp
-        from tuneup.facts import sockets
-
-        c = sockets.census("auto", port_range=port_range, owners=False, top=1, proc=proc)
-        src = f"socket census ({c.source})"
-        ports: tuple[int, ...] = tuple(sorted({lst.port for lst in c.listeners}))
-        top = (c.ephemeral.destinations[0].remote, c.ephemeral.destinations[0].in_use) \
-            if port_range and c.ephemeral.destinations else None
-    except (ImportError, OSError):
+    if snap.get("sockstat.tcp.mem") is None:
+        put("sockstat.tcp.mem", sockstat_tcp_mem(proc), f"{proc}/net/sockstat TCP mem")
+    if snap.listeners is not None:
+        src = snap.get("sockets.source")
+        src = f"socket census ({src.value if src else 'netlink'})"
+        ports: tuple[int, ...] = tuple(sorted({int(x["port"]) for x in snap.listeners if x.get("port") is not None}))
+        remote, in_use = snap.get("ephemeral.top_remote"), snap.get("ephemeral.top_in_use")
+        top = (remote.value, in_use.value) if remote and remote.value and in_use else None
+    else:
         rows = tcp_sockets(proc)
         src = f"{proc}/net/tcp, {proc}/net/tcp6"
         ports = listen_ports(rows)
@@ -270,5 +273,5 @@ def capacity_snapshot(pid: int | None = None, proc: str = "/proc"):
     snap = collect(SYSCTL_KEYS, pids, proc)
     rng = snap.get("net.ipv4.ip_local_port_range")
     port_range = rng.value if rng is not None and isinstance(rng.value, tuple) and len(rng.value) == 2 else None
-    snap.facts.update(capacity_facts(port_range, pids, proc))
+    snap.facts.update(capacity_facts(snap, port_range, pids, proc))
     return snap
