@@ -7,8 +7,6 @@ stopped by pid and the namespace deleted in a finalizer, whatever happens in the
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -17,18 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import can_netns   # tests/conftest.py
+
 from .sockets_scene import PORT_RANGE, SCENE
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-
-
-def netns_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create a network namespace"
-    if shutil.which("ip") is None:
-        return "iproute2 'ip' is not installed"
-    return None
 
 
 @dataclass
@@ -62,7 +54,7 @@ class SceneNs:
 
 
 def _new_netns():
-    why = netns_skip_reason()
+    why = can_netns()
     if why:
         pytest.skip(why)
     name = f"tuneup-t-{uuid.uuid4().hex[:10]}"

@@ -104,15 +104,14 @@ def cap_sys_admin(pid: int | str = "self", proc: str = "/proc") -> int | None:
 
 
 def sockstat_tcp_mem(proc: str = "/proc") -> int | None:
+    """TCP memory in use (pages), parsed by the counters' own sockstat parser."""
+    from tuneup.facts.counters import parse_sockstat
+
     try:
         with open(f"{proc}/net/sockstat") as fh:
-            for line in fh:
-                if line.startswith("TCP:"):
-                    f = line.split()
-                    return int(f[f.index("mem") + 1])
-    except (OSError, ValueError):
+            return parse_sockstat(fh.read()).get("tcp", {}).get("mem")
+    except OSError:
         return None
-    return None
 
 
 def mem_available(proc: str = "/proc") -> int | None:
