@@ -1,5 +1,7 @@
 """The CLI through typer's runner and through main(): outputs, exit codes, one-line errors."""
 
+from __future__ import annotations
+
 import json
 import subprocess
 

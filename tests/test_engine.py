@@ -1,5 +1,7 @@
 """The engine on in-memory snapshots with hand-made rules: every status and its reason."""
 
+from __future__ import annotations
+
 from conftest import make_snapshot
 
 from tuneup.engine import build_report, evaluate, failing, render

@@ -1,5 +1,7 @@
 """Rule files and profiles: the built-in set loads, and each kind of bad input names file and line."""
 
+from __future__ import annotations
+
 import textwrap
 
 import pytest

@@ -3,6 +3,8 @@
 Only per-namespace keys are written, and only inside the throwaway namespace (see conftest.netns).
 """
 
+from __future__ import annotations
+
 import json
 
 from conftest import tuneup_cmd

@@ -1,5 +1,7 @@
 """Running servers: found by name, their unit, BEAM flags; audited with --pid/--process."""
 
+from __future__ import annotations
+
 import json
 import subprocess
 import sys

@@ -1,5 +1,7 @@
 """Snapshots round-trip, and every kind of broken snapshot is a one-line error with a JSON path."""
 
+from __future__ import annotations
+
 import json
 
 import pytest

@@ -4,21 +4,20 @@ Deep layers raise TuneupError (bad input, exit 2); anything else is an internal 
 Imports of heavy modules happen inside commands so each command pays only for what it uses.
 """
 
-from __future__ import annotations
-
-import enum
+# No "from __future__ import annotations" here: typer reads these annotations at run time, and
+# on Python 3.9 it drops the Annotated metadata of postponed ones.
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Union
 
 import typer
 
+from tuneup.compat import StrEnum
+from tuneup.entry import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main  # noqa: F401 (re-exported)
 from tuneup.errors import UsageError
 from tuneup.formats import OutputFormat
 from tuneup.formats.capacity import CapacityFormat
-
-from tuneup.entry import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main  # noqa: F401 (re-exported)
 from tuneup.output import write_output
 
 app = typer.Typer(
@@ -33,14 +32,14 @@ rules_app = typer.Typer(help="List and explain rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
 
-class FailOn(enum.StrEnum):
+class FailOn(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
     NEVER = "never"
 
 
-class ListFormat(enum.StrEnum):
+class ListFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     MARKDOWN = "markdown"
@@ -59,7 +58,7 @@ RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Audit the confi
 ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Audit the open-file limits systemd gives this unit (from its unit files and drop-ins).")]
 
 
-def parse_sets(items: list[str] | None) -> dict[str, int | float]:
+def parse_sets(items: Optional[list[str]]) -> dict[str, Union[int, float]]:
     out: dict[str, int | float] = {}
     for item in items or []:
         name, sep, raw = item.partition("=")
@@ -81,7 +80,7 @@ def parse_sets(items: list[str] | None) -> dict[str, int | float]:
     return out
 
 
-def _book(rules_dir: list[Path] | None):
+def _book(rules_dir: Optional[list[Path]]):
     from tuneup.rulebook import loader
 
     return loader.load(list(rules_dir or []))
@@ -139,7 +138,7 @@ def audit(
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _check_sample(sample: float | None, live: bool) -> None:
+def _check_sample(sample: Optional[float], live: bool) -> None:
     if sample is None:
         return
     from tuneup.sockets_cmd import MAX_SAMPLE_S
@@ -151,7 +150,7 @@ def _check_sample(sample: float | None, live: bool) -> None:
         raise UsageError(f"must be more than 0 and at most {MAX_SAMPLE_S:g} seconds", "--sample")
 
 
-def _color(output: Path | None) -> bool:
+def _color(output: Optional[Path]) -> bool:
     """ANSI colour only for a terminal on stdout, and never when NO_COLOR is set (no-color.org)."""
     if output is not None and str(output) != "-":
         return False
@@ -192,7 +191,8 @@ def collect(
 ) -> None:
     """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere."""
     from tuneup import snapshot as snapmod
-    from tuneup.facts.collect import collect as do_collect, resolve_targets
+    from tuneup.facts.collect import collect as do_collect
+    from tuneup.facts.collect import resolve_targets
 
     book = _book(rules_dir)
     _check_sample(sample, live=True)
@@ -281,12 +281,12 @@ def profiles(
     write_output(catalogue.profiles_list(_book(rules_dir), fmt.value), None, False)
 
 
-class SocketsFormat(enum.StrEnum):
+class SocketsFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
 
 
-class SocketsMethod(enum.StrEnum):
+class SocketsMethod(StrEnum):
     AUTO = "auto"
     NETLINK = "netlink"
     PROC = "proc"

@@ -4,10 +4,10 @@ the file (and, for TOML, line and column)."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from tuneup.compat import tomllib
 from tuneup.errors import TuneupError
 
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
+
+from tuneup.compat import StrEnum
 
 # RLIM_INFINITY as the kernel reports it; "unlimited" in /proc/PID/limits.
 RLIM_INFINITY = 2**64 - 1
 
-Value = int | float | str | tuple | None
+Value = Union[int, float, str, tuple, None]
 
 
 class Severity(enum.IntEnum):
@@ -25,7 +27,7 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
-class Status(enum.StrEnum):
+class Status(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     SKIP = "skip"        # not applicable here (kernel version, module not loaded, key absent)
@@ -34,7 +36,7 @@ class Status(enum.StrEnum):
     WAIVED = "waived"
 
 
-class Scope(enum.StrEnum):
+class Scope(StrEnum):
     NETNS = "netns"      # per network namespace: a container can set it
     HOST = "host"        # host-global: only the host (initial namespace) can change it
     PROCESS = "process"  # a property of a process (rlimits), evaluated per target process

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tomllib
+from tuneup.compat import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any

@@ -2,6 +2,8 @@
 parameter overrides, the citation contract, and the engine/loader extensions the rules use (hints,
 host.* facts)."""
 
+from __future__ import annotations
+
 import json
 import re
 import textwrap

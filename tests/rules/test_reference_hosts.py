@@ -2,6 +2,8 @@
 not fail, a stock Debian 12 VM must fail exactly where an operator would expect, and a container
 must not be blamed for host-global keys."""
 
+from __future__ import annotations
+
 import json
 
 import pytest

@@ -1,6 +1,8 @@
 """Data-driven rule tests: every case in tests/rules/cases/*.toml (facts in, status out), and the
 coverage contract: each rule has a passing and a failing case, plus its skip/absent cases."""
 
+from __future__ import annotations
+
 import pytest
 from rule_helpers import book, load_cases, run_case
 

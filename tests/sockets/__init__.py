@@ -1,1 +1,3 @@
 """Socket census tests (a package so that its conftest does not shadow tests/conftest.py)."""
+
+from __future__ import annotations

@@ -13,6 +13,8 @@ Builds, on loopback:
 then prints one JSON line {"pid": ..., "expected": {...}} and holds everything until stdin closes.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import socket

@@ -4,14 +4,13 @@ ignored (``color`` for the table, ``root`` for SARIF)."""
 
 from __future__ import annotations
 
-import enum
 from types import ModuleType
-from typing import assert_never
 
+from tuneup.compat import StrEnum, assert_never
 from tuneup.model import Fleet, Report
 
 
-class OutputFormat(enum.StrEnum):
+class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     MARKDOWN = "markdown"
@@ -23,23 +22,22 @@ class OutputFormat(enum.StrEnum):
 
 def module(fmt: OutputFormat) -> ModuleType:
     """Map every format choice to its implementation (imported only when chosen)."""
-    match fmt:
-        case OutputFormat.TABLE:
-            from tuneup.formats import table as mod
-        case OutputFormat.JSON:
-            from tuneup.formats import json_report as mod
-        case OutputFormat.MARKDOWN:
-            from tuneup.formats import markdown as mod
-        case OutputFormat.HTML:
-            from tuneup.formats import html as mod
-        case OutputFormat.JUNIT:
-            from tuneup.formats import junit as mod
-        case OutputFormat.SARIF:
-            from tuneup.formats import sarif as mod
-        case OutputFormat.PROMETHEUS:
-            from tuneup.formats import prometheus as mod
-        case _:
-            assert_never(fmt)
+    if fmt == OutputFormat.TABLE:
+        from tuneup.formats import table as mod
+    elif fmt == OutputFormat.JSON:
+        from tuneup.formats import json_report as mod
+    elif fmt == OutputFormat.MARKDOWN:
+        from tuneup.formats import markdown as mod
+    elif fmt == OutputFormat.HTML:
+        from tuneup.formats import html as mod
+    elif fmt == OutputFormat.JUNIT:
+        from tuneup.formats import junit as mod
+    elif fmt == OutputFormat.SARIF:
+        from tuneup.formats import sarif as mod
+    elif fmt == OutputFormat.PROMETHEUS:
+        from tuneup.formats import prometheus as mod
+    else:
+        assert_never(fmt)
     return mod
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 import json
-from typing import Any, assert_never
+from typing import Any
 
 from tuneup.capacity import Capacity, Limit
+from tuneup.compat import StrEnum, assert_never
 
 
-class CapacityFormat(enum.StrEnum):
+class CapacityFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
 
@@ -89,13 +89,12 @@ def capacity_table(cap: Capacity) -> str:
 
 
 def render_capacity(cap: Capacity, fmt: CapacityFormat) -> str:
-    match fmt:
-        case CapacityFormat.TABLE:
-            return capacity_table(cap)
-        case CapacityFormat.JSON:
-            return json.dumps(capacity_dict(cap), indent=2) + "\n"
-        case _:
-            assert_never(fmt)
+    if fmt == CapacityFormat.TABLE:
+        return capacity_table(cap)
+    elif fmt == CapacityFormat.JSON:
+        return json.dumps(capacity_dict(cap), indent=2) + "\n"
+    else:
+        assert_never(fmt)
 
 
 def probe_dict(res) -> dict[str, Any]:
@@ -147,10 +146,9 @@ def probe_table(res) -> str:
 
 
 def render_probe(res, fmt: CapacityFormat) -> str:
-    match fmt:
-        case CapacityFormat.TABLE:
-            return probe_table(res)
-        case CapacityFormat.JSON:
-            return json.dumps(probe_dict(res), indent=2) + "\n"
-        case _:
-            assert_never(fmt)
+    if fmt == CapacityFormat.TABLE:
+        return probe_table(res)
+    elif fmt == CapacityFormat.JSON:
+        return json.dumps(probe_dict(res), indent=2) + "\n"
+    else:
+        assert_never(fmt)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 import json
-from typing import Any, assert_never
+from typing import Any
 
+from tuneup.compat import StrEnum, assert_never
 from tuneup.diff import Diff, FactChange
 from tuneup.engine import render
 from tuneup.model import Finding
@@ -14,7 +14,7 @@ from tuneup.snapshot import to_json_value
 SCHEMA = "tuneup.diff/1"
 
 
-class DiffFormat(enum.StrEnum):
+class DiffFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     MARKDOWN = "markdown"
@@ -103,12 +103,11 @@ def _markdown(d: Diff) -> str:
 
 
 def format_diff(d: Diff, fmt: DiffFormat) -> str:
-    match fmt:
-        case DiffFormat.TABLE:
-            return _table(d)
-        case DiffFormat.JSON:
-            return json.dumps(as_dict(d), indent=2) + "\n"
-        case DiffFormat.MARKDOWN:
-            return _markdown(d)
-        case _:
-            assert_never(fmt)
+    if fmt == DiffFormat.TABLE:
+        return _table(d)
+    elif fmt == DiffFormat.JSON:
+        return json.dumps(as_dict(d), indent=2) + "\n"
+    elif fmt == DiffFormat.MARKDOWN:
+        return _markdown(d)
+    else:
+        assert_never(fmt)

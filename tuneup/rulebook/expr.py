@@ -82,55 +82,57 @@ class Expr:
         self._tree = tree.body
 
     def _check(self, node: ast.AST) -> None:
-        match node:
-            case ast.Constant(value=v):
-                if not isinstance(v, (int, float, str, bool)) or v is None:
-                    raise ExprError(f"constant {v!r} not allowed in {self.text!r}")
-            case ast.Name(id=name):
-                if name in FUNCTIONS or name in CONTEXT_FUNCTIONS:
-                    raise ExprError(f"{name} is a function; call it in {self.text!r}")
-                if name not in ("True", "False"):
-                    self.names.add(name)
-            case ast.Tuple(elts=elts) | ast.List(elts=elts):
-                for e in elts:
-                    self._check(e)
-            case ast.BinOp(left=l, op=op, right=r):
-                if type(op) not in _BINOPS:
-                    raise ExprError(f"operator {type(op).__name__} not allowed in {self.text!r}")
-                self._check(l)
-                self._check(r)
-            case ast.UnaryOp(op=op, operand=o):
-                if not isinstance(op, (ast.USub, ast.UAdd, ast.Not)):
-                    raise ExprError(f"operator {type(op).__name__} not allowed in {self.text!r}")
-                self._check(o)
-            case ast.BoolOp(values=vals):
-                for v in vals:
-                    self._check(v)
-            case ast.Compare(left=l, ops=ops, comparators=comps):
-                for op in ops:
-                    if type(op) not in _CMPOPS:
-                        raise ExprError(f"comparison {type(op).__name__} not allowed in {self.text!r}")
-                self._check(l)
-                for c in comps:
-                    self._check(c)
-            case ast.IfExp(test=t, body=b, orelse=o):
-                self._check(t)
-                self._check(b)
-                self._check(o)
-            case ast.Subscript(value=v, slice=s):
+        if isinstance(node, ast.Constant):
+            v = node.value
+            if not isinstance(v, (int, float, str, bool)) or v is None:
+                raise ExprError(f"constant {v!r} not allowed in {self.text!r}")
+        elif isinstance(node, ast.Name):
+            name = node.id
+            if name in FUNCTIONS or name in CONTEXT_FUNCTIONS:
+                raise ExprError(f"{name} is a function; call it in {self.text!r}")
+            if name not in ("True", "False"):
+                self.names.add(name)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for e in node.elts:
+                self._check(e)
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINOPS:
+                raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
+            self._check(node.left)
+            self._check(node.right)
+        elif isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+                raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
+            self._check(node.operand)
+        elif isinstance(node, ast.BoolOp):
+            for v in node.values:
                 self._check(v)
-                self._check(s)
-            case ast.Call(func=ast.Name(id=fname), args=args, keywords=[]):
-                if fname not in FUNCTIONS and fname not in CONTEXT_FUNCTIONS:
-                    raise ExprError(f"unknown function {fname}() in {self.text!r}")
-                if fname in CONTEXT_FUNCTIONS and (
-                    len(args) != 1 or not isinstance(args[0], ast.Constant) or not isinstance(args[0].value, str)
-                ):
-                    raise ExprError(f"{fname}() takes one quoted fact key in {self.text!r}")
-                for a in args:
-                    self._check(a)
-            case _:
-                raise ExprError(f"{type(node).__name__} not allowed in {self.text!r}")
+        elif isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in _CMPOPS:
+                    raise ExprError(f"comparison {type(op).__name__} not allowed in {self.text!r}")
+            self._check(node.left)
+            for c in node.comparators:
+                self._check(c)
+        elif isinstance(node, ast.IfExp):
+            self._check(node.test)
+            self._check(node.body)
+            self._check(node.orelse)
+        elif isinstance(node, ast.Subscript):
+            self._check(node.value)
+            self._check(node.slice)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            fname, args = node.func.id, node.args
+            if fname not in FUNCTIONS and fname not in CONTEXT_FUNCTIONS:
+                raise ExprError(f"unknown function {fname}() in {self.text!r}")
+            if fname in CONTEXT_FUNCTIONS and (
+                len(args) != 1 or not isinstance(args[0], ast.Constant) or not isinstance(args[0].value, str)
+            ):
+                raise ExprError(f"{fname}() takes one quoted fact key in {self.text!r}")
+            for a in args:
+                self._check(a)
+        else:
+            raise ExprError(f"{type(node).__name__} not allowed in {self.text!r}")
 
     def fact_keys(self) -> set[str]:
         """Fact keys this expression reads with fact()/has()."""
@@ -163,70 +165,72 @@ class _Eval:
         self.text = text
 
     def run(self, node: ast.AST) -> Any:
-        match node:
-            case ast.Constant(value=v):
-                return v
-            case ast.Name(id="True"):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            name = node.id
+            if name == "True":
                 return True
-            case ast.Name(id="False"):
+            if name == "False":
                 return False
-            case ast.Name(id=name):
-                try:
-                    return self.names[name]
-                except KeyError:
-                    raise ExprError(f"unknown name {name!r} in {self.text!r}") from None
-            case ast.Tuple(elts=elts) | ast.List(elts=elts):
-                return tuple(self.run(e) for e in elts)
-            case ast.BinOp(left=l, op=op, right=r):
-                a, b = self.run(l), self.run(r)
-                if isinstance(op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > _MAX_POW:
-                    raise ExprError(f"exponent {b} too large in {self.text!r}")
-                if isinstance(op, ast.Mult) and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
-                    raise ExprError(f"cannot multiply sequences in {self.text!r}")
-                return _BINOPS[type(op)](a, b)
-            case ast.UnaryOp(op=ast.Not(), operand=o):
-                return not self.run(o)
-            case ast.UnaryOp(op=ast.USub(), operand=o):
-                return -self.run(o)
-            case ast.UnaryOp(op=ast.UAdd(), operand=o):
-                return +self.run(o)
-            case ast.BoolOp(op=ast.And(), values=vals):
+            try:
+                return self.names[name]
+            except KeyError:
+                raise ExprError(f"unknown name {name!r} in {self.text!r}") from None
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return tuple(self.run(e) for e in node.elts)
+        if isinstance(node, ast.BinOp):
+            op = node.op
+            a, b = self.run(node.left), self.run(node.right)
+            if isinstance(op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > _MAX_POW:
+                raise ExprError(f"exponent {b} too large in {self.text!r}")
+            if isinstance(op, ast.Mult) and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
+                raise ExprError(f"cannot multiply sequences in {self.text!r}")
+            return _BINOPS[type(op)](a, b)
+        if isinstance(node, ast.UnaryOp):
+            o = self.run(node.operand)
+            if isinstance(node.op, ast.Not):
+                return not o
+            if isinstance(node.op, ast.USub):
+                return -o
+            if isinstance(node.op, ast.UAdd):
+                return +o
+        if isinstance(node, ast.BoolOp):
+            if isinstance(node.op, ast.And):
                 result = True
-                for v in vals:
+                for v in node.values:
                     result = self.run(v)
                     if not result:
                         return result
                 return result
-            case ast.BoolOp(op=ast.Or(), values=vals):
-                result = False
-                for v in vals:
-                    result = self.run(v)
-                    if result:
-                        return result
-                return result
-            case ast.Compare(left=l, ops=ops, comparators=comps):
-                left = self.run(l)
-                for op, c in zip(ops, comps):
-                    right = self.run(c)
-                    if not _CMPOPS[type(op)](left, right):
-                        return False
-                    left = right
-                return True
-            case ast.IfExp(test=t, body=b, orelse=o):
-                return self.run(b) if self.run(t) else self.run(o)
-            case ast.Subscript(value=v, slice=s):
-                seq, idx = self.run(v), self.run(s)
-                if not isinstance(idx, int) or not isinstance(seq, (tuple, str)):
-                    raise ExprError(f"only integer indexing of tuples in {self.text!r}")
-                return seq[idx]
-            case ast.Call(func=ast.Name(id="fact"), args=[ast.Constant(value=key)]):
-                if self.fact is None:
-                    raise ExprError(f"fact() not available here: {self.text!r}")
-                return self.fact(key)
-            case ast.Call(func=ast.Name(id="has"), args=[ast.Constant(value=key)]):
-                if self.has is None:
-                    raise ExprError(f"has() not available here: {self.text!r}")
-                return self.has(key)
-            case ast.Call(func=ast.Name(id=fname), args=args):
-                return FUNCTIONS[fname](*(self.run(a) for a in args))
+            result = False
+            for v in node.values:
+                result = self.run(v)
+                if result:
+                    return result
+            return result
+        if isinstance(node, ast.Compare):
+            left = self.run(node.left)
+            for op, c in zip(node.ops, node.comparators):
+                right = self.run(c)
+                if not _CMPOPS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.IfExp):
+            return self.run(node.body) if self.run(node.test) else self.run(node.orelse)
+        if isinstance(node, ast.Subscript):
+            seq, idx = self.run(node.value), self.run(node.slice)
+            if not isinstance(idx, int) or not isinstance(seq, (tuple, str)):
+                raise ExprError(f"only integer indexing of tuples in {self.text!r}")
+            return seq[idx]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            fname = node.func.id
+            if fname in CONTEXT_FUNCTIONS:
+                key = node.args[0].value
+                fn = self.fact if fname == "fact" else self.has
+                if fn is None:
+                    raise ExprError(f"{fname}() not available here: {self.text!r}")
+                return fn(key)
+            return FUNCTIONS[fname](*(self.run(a) for a in node.args))
         raise ExprError(f"cannot evaluate {type(node).__name__} in {self.text!r}")  # pragma: no cover

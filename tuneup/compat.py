@@ -1,0 +1,29 @@
+"""What Python 3.9 and 3.10 lack: tomllib (the tomli backport), StrEnum, typing.assert_never.
+Everything else in tuneup is written for 3.9 (vermin checks it in the tests)."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from typing import NoReturn
+
+if sys.version_info >= (3, 11):
+    import tomllib
+    from enum import StrEnum
+    from typing import assert_never
+else:  # pragma: no cover - exercised by the 3.9/3.10 CI runs
+    import tomli as tomllib
+
+    class StrEnum(str, enum.Enum):
+        """StrEnum of 3.11: members are str, str() is the value."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+        def __format__(self, spec: str) -> str:
+            return str(self.value).__format__(spec)
+
+    def assert_never(arg: object) -> NoReturn:
+        raise AssertionError(f"unhandled value {arg!r}")
+
+__all__ = ["tomllib", "StrEnum", "assert_never"]
