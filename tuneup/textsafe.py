@@ -1,0 +1,28 @@
+"""Text from a host, a file or a snapshot made safe for a terminal or a one-line message.
+
+Every control character (C0, C1, ESC, DEL, U+2028/U+2029, lone surrogates) is shown escaped
+(``\\x1b``, ``\\u2028``) so that a process name, hostname or rule id can neither move the cursor,
+retitle the terminal nor break a one-line error into several lines.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _esc(m: re.Match) -> str:
+    c = ord(m.group(0))
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def printable(value: object) -> str:
+    """str(value) with every control character escaped; one line whatever the input."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNSAFE.sub(_esc, text)
+
+
+def printable_block(text: str) -> str:
+    """Like printable(), but keeps newlines and tabs (for multi-line output we build ourselves)."""
+    return "\n".join(_UNSAFE.sub(_esc, line.replace("\t", "    ")) for line in text.split("\n"))
