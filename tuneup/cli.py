@@ -417,33 +417,33 @@ def fix(
 @app.command()
 def rollback(
     root: RootOpt = None,
+    rules_dir: RulesDirOpt = None,
 ) -> None:
     """Undo `tuneup fix --apply`: restore the files and sysctl values it replaced, remove what it created."""
     from tuneup.fixes import apply as applymod
 
-    result = applymod.rollback(root or Path("/"))
+    result = applymod.rollback(root or Path("/"), rules_dirs=rules_dir or [])
     write_output(applymod.summary(result, "rolled back"), None, False)
     if not result.ok:
         raise typer.Exit(EXIT_FINDINGS)
 
 
 def write_tree(files: dict[str, str], out_dir: Path, force: bool) -> None:
-    """Files under out_dir by relative path; never clobber without --force; scripts executable."""
+    """Files under out_dir by relative path, through the write primitive and confined under out_dir
+    (no `..`, no absolute path, no symlinked component); never clobber without --force; scripts 0755."""
+    from tuneup import safefs
+
     for rel in files:
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            raise UsageError(f"refusing to write outside the output directory: {rel}", str(out_dir))
-        dest = out_dir / rel
-        if dest.exists() and not force:
-            raise UsageError("file exists; pass --force to overwrite it", str(dest))
+        pr = safefs.probe(out_dir, rel) if out_dir.is_dir() else None
+        if pr is not None and pr.st is not None and not force:
+            raise UsageError("file exists; pass --force to overwrite it", str(out_dir / rel))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create directory: {exc.strerror}", str(out_dir)) from None
     for rel, text in sorted(files.items()):
-        dest = out_dir / rel
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create directory: {exc.strerror}", str(dest.parent)) from None
-        write_output(text, dest, True)
-        if rel.endswith(".sh"):
-            dest.chmod(0o755)
+        safefs.write_under(out_dir, rel, text.encode("utf-8"), force=force,
+                           mode=0o755 if rel.endswith(".sh") else None)
 
 
 # -- entry point ---------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 def test_apply_and_rollback_under_a_root(fx_netns, tmp_path):
+    """--root means the tree: the files are written under it and nothing is loaded into the kernel
+    (before: the image's values were loaded into the running kernel of the machine)."""
     root = tmp_path / "root"
     write(root, "etc/sysctl.d/50-bad.conf", "net.core.somaxconn = 128\nnet.ipv4.tcp_syncookies = 0\n"
                                             "fs.file-max = 1000\nfs.nr_open = 1024\n")
@@ -62,17 +64,23 @@ def test_apply_and_rollback_under_a_root(fx_netns, tmp_path):
 
     p = fx_netns.tuneup("fix", "--apply", "--root", str(root))
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "verified        net.core.somaxconn = 65535" in p.stdout
-    assert "verified        net.ipv4.tcp_syncookies = 1" in p.stdout
-    assert "needs the host  fs.file-max" in p.stdout and "needs the host  fs.nr_open" in p.stdout
-    assert fx_netns.get("net.core.somaxconn") == "65535" and fx_netns.get("net.ipv4.tcp_syncookies") == "1"
+    assert "not loaded      net.core.somaxconn = 65535" in p.stdout
+    assert "not loaded      fs.file-max" in p.stdout and "verified" not in p.stdout
+    assert {k: fx_netns.get(k) for k in live_before} == live_before      # the running kernel is untouched
     written = root / "etc/sysctl.d/60-tuneup.conf"
     assert "net.core.somaxconn = 65535" in written.read_text()
-    state = json.loads((root / "var/lib/tuneup/state.json").read_text())
-    assert state["sysctls"] == live_before and state["files"]["etc/sysctl.d/60-tuneup.conf"] == {"created": True}
+    assert oct(written.stat().st_mode & 0o777) == oct(0o644)
+    rec = root / "var/lib/tuneup/state.json"
+    assert rec.stat().st_mode & 0o777 == 0o600
+    state = json.loads(rec.read_text())
+    assert state["sysctls"] == [] and state["complete"] is True and state["live"] is False
+    assert {"path": "etc/sysctl.d/60-tuneup.conf", "created": True, "done": True} in state["files"]
     # the root now audits clean for those keys
     a = _findings(fx_netns.tuneup("audit", "--root", str(root), "-f", "json"))
     assert a["NET-SOMAXCONN"]["status"] == "pass" and a["FD-FILE-MAX"]["status"] == "pass"
+    # a second apply over a record that was not rolled back says so instead of stacking
+    again = fx_netns.tuneup("fix", "--apply", "--force", "--root", str(root))
+    assert again.returncode == 2 and "not been rolled back" in again.stderr and len(again.stderr.splitlines()) == 1
 
     r = fx_netns.tuneup("rollback", "--root", str(root))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -91,11 +99,17 @@ def test_apply_never_overwrites_a_file_it_did_not_create(fx_netns, tmp_path):
     assert mine.read_text().startswith("# the operator's own file") and fx_netns.get("net.core.somaxconn") == somax
     assert not (root / "var").exists()
     # with --force it is replaced, and rollback brings the operator's text back
+    mine.chmod(0o600)
+    os.chown(mine, 65534, 65534)
     p = fx_netns.tuneup("fix", "--apply", "--force", "--root", str(root))
     assert p.returncode == 0, p.stderr
     assert "tuneup" in mine.read_text().splitlines()[0]
+    st = mine.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)   # owner and mode kept
     r = fx_netns.tuneup("rollback", "--root", str(root))
     assert r.returncode == 0 and mine.read_text() == "# the operator's own file\nnet.core.somaxconn = 256\n"
+    st = mine.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)
     assert fx_netns.get("net.core.somaxconn") == somax
 
 
