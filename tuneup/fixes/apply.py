@@ -333,11 +333,15 @@ def apply(plan: FixPlan, files: dict[str, str], root: Path, force: bool = False,
              "live": live, "netns_inode": ino, "complete": False, "dirs": [*state_dirs, *dirs], "files": entries,
              "sysctls": sysctls}
     steps = _Steps()
+    made: list[str] = []
     try:
         steps.next()
-        _write_record(root, state)                   # before the first change
-    except OSError as exc:
-        raise UsageError(f"cannot write the apply record: {exc.strerror or exc}; nothing was changed", sp) from None
+        _write_record(root, state, made)             # before the first change
+    except (OSError, UsageError) as exc:
+        for d in reversed(made):                     # the record's own directories, if it got that far
+            safefs.rmdir_under(root, d)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else getattr(exc, "message", str(exc))
+        raise UsageError(printable(f"cannot write the apply record ({why}); nothing was changed"), sp) from None
     try:
         for entry in entries:
             rel = entry["path"]
