@@ -431,11 +431,16 @@ def rollback(
 def write_tree(files: dict[str, str], out_dir: Path, force: bool) -> None:
     """Files under out_dir by relative path, through the write primitive and confined under out_dir
     (no `..`, no absolute path, no symlinked component); never clobber without --force; scripts 0755."""
+    import stat
+
     from tuneup import safefs
 
-    for rel in files:
-        pr = safefs.probe(out_dir, rel) if out_dir.is_dir() else None
-        if pr is not None and pr.st is not None and not force:
+    for rel in files:            # refuse before writing anything
+        st = safefs.probe(out_dir, rel).st if out_dir.is_dir() else None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise UsageError("not a regular file (a symbolic link, directory or device); refusing to replace it",
+                             str(out_dir / rel))
+        if st is not None and not force:
             raise UsageError("file exists; pass --force to overwrite it", str(out_dir / rel))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,39 @@ BINARY = bytes(range(256)) + b"\x00\xff\xfe"
 UTF8 = "# réglage ✓\nnet.ipv4.tcp_syncookies = 1\n".encode("utf-8")
 
 
+SERVICE = "web.service"
+SYSCTL_CONF = "etc/sysctl.d/60-tuneup.conf"
+DROPIN = f"etc/systemd/system/{SERVICE}.d/60-tuneup-limits.conf"
+
+
+def entry(path: str, kind: str, payload: bytes | str = b"", mode: int = 0o644, uid: int = 0, gid: int = 0) -> list:
+    if kind == "file":
+        payload = base64.b64encode(payload).decode()
+    return [path, kind, payload, mode, uid, gid]
+
+
+# the tree a --root apply works on: bad values to fix, and the two files it will replace (with --force)
+ROOT_TREE = [
+    entry("etc/sysctl.d/50-bad.conf", "file", b"net.core.somaxconn = 128\nfs.file-max = 1000\nfs.nr_open = 1024\n"),
+    entry("etc/sysctl.d/10-utf8.conf", "file", UTF8),
+    entry("etc/security/limits.conf", "file", b"* soft nofile 1024\n* hard nofile 4096\n"),
+    entry(SYSCTL_CONF, "file", LATIN1, 0o600, 65534, 65534),
+    entry(DROPIN, "file", BINARY, 0o640, 0, 65534),
+]
+
+
+def plan_for(root: Path, service: str = SERVICE):
+    """(FixPlan, files) for a tree, as `tuneup fix --root ROOT --service SERVICE` computes them."""
+    from tuneup import run
+    from tuneup.fixes import plan_fixes
+    from tuneup.fixes.render import render_files
+
+    p = run.plan(None, {})
+    snap = run.obtain_snapshot(p, None, root=root, service=service)
+    fixplan = plan_fixes(list(p.book.rules.values()), p.rules, snap, p.profile.params, p.audit(snap), service)
+    return fixplan, render_files(fixplan)
+
+
 def initial_values() -> dict:
     out = {}
     for k in INITIAL:
@@ -57,12 +90,6 @@ def capture(root: Path) -> dict:
                 e += (os.readlink(p),)
             out[os.path.relpath(p, root)] = e
     return out
-
-
-def entry(path: str, kind: str, payload: bytes | str = b"", mode: int = 0o644, uid: int = 0, gid: int = 0) -> list:
-    if kind == "file":
-        payload = base64.b64encode(payload).decode()
-    return [path, kind, payload, mode, uid, gid]
 
 
 def plant(root: Path, tree: list) -> None:

@@ -28,33 +28,8 @@ from conftest import tuneup_cmd
 from tuneup.errors import UsageError
 from tuneup.fixes import apply as applymod
 
-from .journal_util import (BAD, BINARY, LATIN1, LIVE_MOUNTS, UTF8, TANetns, capture, entry, initial_values,
-                           need_root_ns, plant)
-
-SERVICE = "web.service"
-SYSCTL_CONF = "etc/sysctl.d/60-tuneup.conf"
-DROPIN = f"etc/systemd/system/{SERVICE}.d/60-tuneup-limits.conf"
-
-# the tree a --root apply works on: bad values to fix, and the two files it will replace (with --force)
-ROOT_TREE = [
-    entry("etc/sysctl.d/50-bad.conf", "file", b"net.core.somaxconn = 128\nfs.file-max = 1000\nfs.nr_open = 1024\n"),
-    entry("etc/sysctl.d/10-utf8.conf", "file", UTF8),
-    entry("etc/security/limits.conf", "file", b"* soft nofile 1024\n* hard nofile 4096\n"),
-    entry(SYSCTL_CONF, "file", LATIN1, 0o600, 65534, 65534),
-    entry(DROPIN, "file", BINARY, 0o640, 0, 65534),
-]
-
-
-def _plan(root: Path):
-    from tuneup import run
-    from tuneup.fixes import plan_fixes
-    from tuneup.fixes.render import render_files
-
-    p = run.plan(None, {})
-    snap = run.obtain_snapshot(p, None, root=root, service=SERVICE)
-    fixplan = plan_fixes(list(p.book.rules.values()), p.rules, snap, p.profile.params, p.audit(snap), SERVICE)
-    return fixplan, render_files(fixplan)
-
+from .journal_util import (BAD, BINARY, DROPIN, LATIN1, LIVE_MOUNTS, ROOT_TREE, SERVICE, SYSCTL_CONF, UTF8, TANetns,
+                           capture, entry, initial_values, need_root_ns, plan_for as _plan, plant)
 
 def _steps(nfiles: int, nsysctls: int) -> int:
     return 1 + 2 * nfiles + 2 * nsysctls + 1

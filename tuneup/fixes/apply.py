@@ -403,7 +403,10 @@ def rollback(root: Path, proc: str = "/proc", rules_dirs: Iterable[Path] = ()) -
             raise UsageError("the record holds host-global sysctls and this is not the host's network namespace "
                              "(the record is kept)", sp)
     for f in state["files"]:                      # refuse before writing anything
-        safefs.probe(root, f["path"])
+        st = safefs.probe(root, f["path"]).st
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise UsageError("not a regular file any more; refusing to touch it (the record is kept)",
+                             printable(str(root / f["path"])))
 
     result = ApplyResult(state=sp)
     for f in reversed(state["files"]):
