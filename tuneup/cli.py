@@ -371,7 +371,7 @@ def fix(
     set_: SetOpt = None,
     service: ServiceOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write the config as a root overlay (etc/...) plus apply.sh under this directory.")] = None,
-    apply_: Annotated[bool, typer.Option("--apply", help="As root: install the files (under --root if given), load the sysctls and verify them; `tuneup rollback` undoes it.")] = False,
+    apply_: Annotated[bool, typer.Option("--apply", help="As root: install the files and load the sysctls, verifying each; with --root, write the files under that tree and load nothing. `tuneup rollback` undoes it.")] = False,
     root: RootOpt = None,
     snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="Plan the fix from this snapshot instead of the live host.")] = None,
     force: ForceOpt = False,

@@ -84,7 +84,7 @@ def test_fault_at_every_step_under_a_root(as_root, tmp_path, monkeypatch):
     print(f"\nfault points under --root: {len(covered)} ({steps} steps x raise/enospc), all restored exactly")
 
 
-def test_rollback_can_be_rerun_and_keeps_its_record_until_done(as_root, tmp_path):
+def test_rollback_can_be_rerun_and_keeps_its_record_until_done(as_root, tmp_path, monkeypatch):
     root = tmp_path / "r"
     plant(root, ROOT_TREE)
     want = capture(root)
@@ -98,13 +98,25 @@ def test_rollback_can_be_rerun_and_keeps_its_record_until_done(as_root, tmp_path
     with pytest.raises(UsageError, match="not a directory"):
         applymod.rollback(root)
     assert (root / applymod.STATE).exists() and "tuneup" in (root / SYSCTL_CONF).read_text()
-    # one restore that fails midway (a directory where the file was): the others are done, record kept
+    # one restore that fails midway: the others are done, the record kept. The failure is an I/O
+    # error injected into that one write (root ignores permissions and a read-only mount would need
+    # a mount namespace; the real faults are covered by the live and ENOSPC tests)
     d.parent.unlink()
-    d.mkdir(parents=True)
+    d.parent.mkdir()
+    from tuneup import safefs
+
+    real = safefs.write_under
+
+    def failing(root_, rel, *a, **kw):
+        if rel == DROPIN:
+            raise UsageError("cannot write: Input/output error", rel)
+        return real(root_, rel, *a, **kw)
+
+    monkeypatch.setattr(safefs, "write_under", failing)
     res = applymod.rollback(root)
     assert not res.ok and (root / applymod.STATE).exists() and "kept" in res.state
     assert (root / SYSCTL_CONF).read_bytes() == LATIN1
-    d.rmdir()
+    monkeypatch.setattr(safefs, "write_under", real)
     res = applymod.rollback(root)           # re-run: now everything succeeds and the record goes
     assert res.ok and capture(root) == want
 
