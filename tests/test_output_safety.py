@@ -191,3 +191,18 @@ def test_char_devices_and_dev_stdout_in_a_private_dev():
     assert "/dev/null character special file 1:3" in out and "/dev/full character special file 1:7" in out
     assert "/dev/stdout symbolic link" in out and "/dev/stderr symbolic link" in out
     assert out.strip().splitlines()[-1].split() == ["full", "null", "stderr", "stdout"]   # no temp left in /dev
+
+
+def test_socket_is_a_one_line_error(tmp_path):
+    import socket
+
+    path = tmp_path / "sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(str(path))
+        p = run("rules", "list", "-o", str(path), "--force")
+        one_line_error(p)
+        assert "socket" in p.stderr and stat.S_ISSOCK(os.lstat(path).st_mode)
+    finally:
+        s.close()
+    no_temp(tmp_path)
