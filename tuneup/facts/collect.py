@@ -45,11 +45,15 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
     facts.update(boot)
     listeners = None
     if sockets:
+        from tuneup.facts import counters
+
         reserved = facts.get("net.ipv4.ip_local_reserved_ports")
         pids = list(dict.fromkeys(pids))
+        softnet = counters.read_softnet(proc) if sample else None
         sock_facts, listeners = observe.socket_facts(sample, keys, reserved.value if reserved else None, proc,
                                                      targets=pids)
         facts.update(sock_facts)
+        facts.update(_softnet_facts(softnet, counters.read_softnet(proc) if sample else None, proc))
     targets = []
     for pid in dict.fromkeys(pids):
         try:
@@ -71,6 +75,7 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
                     facts[key] = dataclasses.replace(facts[key], source=f"{facts[key].source}; {how.value}")
         if listeners is not None:
             facts.update(observe.process_socket_facts(pid, listeners, proc))
+        facts.update(_cgroup_and_beam_facts(pid, info, proc))
         targets.append(info)
     ident = host.identity(proc)
     if limits_of:
@@ -83,6 +88,22 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin="live",
     )
+
+
+def _softnet_facts(before: dict | None, after: dict | None, proc: str) -> dict[str, Fact]:
+    """sample.softnet.dropped.delta over the sampling window (absent without one)."""
+    key = "sample.softnet.dropped.delta"
+    if before is None or after is None:
+        return {key: Fact(key, None, "no sampling window (audit --sample SECONDS)")}
+    return {key: Fact(key, max(0, after["dropped"] - before["dropped"]), f"{proc}/net/softnet_stat sampled twice")}
+
+
+def _cgroup_and_beam_facts(pid: int, info: dict, proc: str) -> dict[str, Fact]:
+    from tuneup.facts import beam, cgroups
+
+    out = cgroups.process_cgroup_facts(pid, proc)
+    out.update(beam.beam_facts(pid, str(info.get("name", "")), list(info.get("cmdline") or []), proc))
+    return out
 
 
 def collect_root(keys: Iterable[str], root: Path, service: str | None = None) -> Snapshot:
