@@ -117,13 +117,13 @@ def _process_identity(snapshot: Snapshot) -> dict[str, Fact]:
 
 def _no_server(rule: Rule, snapshot: Snapshot, names: dict[str, Any], all_facts: Mapping[str, Fact],
                child_netns: bool) -> Finding:
-    """A process rule with no running server named. Never tuneup's own limits: with --service
-    (service.unit) the limits systemd gives that unit are judged as the server's; from a tree or a
-    snapshot labelled with systemd's DefaultLimitNOFILE= the default a new service gets is judged,
-    labelled so and at most a warning; otherwise the rule skips."""
+    """A process rule with no running server named. Never tuneup's own limits: only a snapshot that
+    says whose limits its rlimit.* facts are (host.limits_of: a --service unit, or systemd's
+    DefaultLimitNOFILE= for a tree) is judged, under that label; the default a new service gets is
+    at most a warning. Otherwise (a live audit or `collect` without a server) the rule skips."""
     label = snapshot.host.get("limits_of") or ""
     service = all_facts.get("service.unit")
-    if label and rule.fact in all_facts and (service is not None or "DefaultLimit" in label):
+    if label and rule.fact in all_facts:
         f = _evaluate_one(rule, snapshot, names, _Facts(all_facts), label, child_netns)
         if service is None and f.status in (Status.FAIL, Status.ERROR) and f.severity > Severity.WARNING:
             f = replace(f, severity=Severity.WARNING,

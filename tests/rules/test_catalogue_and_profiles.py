@@ -67,7 +67,7 @@ def test_fix_specs_where_a_setting_fixes_it():
                       "BEAM-MAX-PROCESSES", "NET-TCP-MEM-RAM", "NET-TCP-MEM-ORDER", "NET-TCP-RMEM-ORDER",
                       "NET-TCP-WMEM-ORDER", "MEM-LOAD-FITS-RAM", "NET-RESERVED-PORTS", "NET-KEEPALIVE-DEAD-PEER",
                       # cgroup limits: TasksMax=/MemoryMax= drop-ins are not rendered by `fix` yet
-                      "PROC-CGROUP-PIDS-MAX", "PROC-CGROUP-MEMORY-MAX"} \
+                      "PROC-CGROUP-PIDS-MAX", "PROC-CGROUP-MEMORY-MAX", "MEM-KERNEL-SOCKETS"} \
         | {r.id for r in book().rules.values() if r.section == "live sockets"}   # what sockets are doing
 
 
