@@ -115,3 +115,16 @@ def test_rules_show_prints_need_and_derived_values_and_only_its_profiles():
 def test_docs_name_the_need_and_the_derived_parameters():
     doc = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
     assert "`ceil(connections / reconnect_window_s)`" in doc and "within the margin" in doc
+
+
+def test_process_by_name_never_selects_tuneup_itself():
+    from tuneup.errors import UsageError
+    from tuneup.facts.collect import resolve_targets
+    from tuneup.facts.processes import find_by_name
+
+    me = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    assert os.getpid() in find_by_name(me)
+    try:
+        assert os.getpid() not in resolve_targets((), (me,))
+    except UsageError:
+        pass        # nothing else has that name: "no running process named ..."

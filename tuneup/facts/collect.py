@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,8 +22,8 @@ BASE_KEYS = frozenset({
 def resolve_targets(pids: Iterable[int] = (), names: Iterable[str] = (), proc: str = "/proc") -> list[int]:
     """--pid and --process to a list of pids; a name that matches nothing is bad input."""
     out = list(pids)
-    for name in names:
-        found = processes.find_by_name(name, proc)
+    for name in names:   # never tuneup itself (`--process python3` would otherwise match it)
+        found = [p for p in processes.find_by_name(name, proc) if p != os.getpid()]
         if not found:
             raise UsageError(f"no running process named {name!r}", "--process")
         out.extend(found)
