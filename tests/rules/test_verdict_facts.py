@@ -117,14 +117,39 @@ def test_docs_name_the_need_and_the_derived_parameters():
     assert "`ceil(connections / reconnect_window_s)`" in doc and "within the margin" in doc
 
 
-def test_process_by_name_never_selects_tuneup_itself():
-    from tuneup.errors import UsageError
+def test_process_by_name_never_selects_tuneup_itself(tmp_path):
+    """A /proc-shaped tree (the real /proc holds other helpers' processes with any name): tuneup's own
+    pid is left out of a name match, another process of that name is kept."""
     from tuneup.facts.collect import resolve_targets
-    from tuneup.facts.processes import find_by_name
 
-    me = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
-    assert os.getpid() in find_by_name(me)
-    try:
-        assert os.getpid() not in resolve_targets((), (me,))
-    except UsageError:
-        pass        # nothing else has that name: "no running process named ..."
+    for pid in (os.getpid(), 999999):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "comm").write_text("python3\n")
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"python3\0")
+    assert resolve_targets((), ("python3",), str(tmp_path)) == [999999]
+
+
+def test_tasks_max_of_a_service_from_its_unit_files(tmp_path):
+    """TasksMax= in a drop-in, else DefaultTasksMax=, else systemd's 15% of the task ceiling."""
+    import json
+
+    assert cgroups.parse_tasks_max("15%", 32768) == 4915 and cgroups.parse_tasks_max("infinity", None) == RLIM_INFINITY
+    unit = tmp_path / "etc/systemd/system"
+    (unit / "app.service.d").mkdir(parents=True)
+    (unit / "app.service").write_text("[Service]\nExecStart=/bin/true\n")
+    (unit / "app.service.d/tasks.conf").write_text("[Service]\nTasksMax=4915\n")
+
+    def audit(*extra: str) -> dict:
+        r = runner.invoke(app, ["audit", "--root", str(tmp_path), "--set", "threads_per_connection=1",
+                                "--set", "connections=10000", "-f", "json", "--fail-on", "never", *extra])
+        assert r.exit_code == 0, r.output
+        return next(f for f in json.loads(r.output)["findings"] if f["rule"] == "PROC-CGROUP-PIDS-MAX")
+
+    f = audit("--service", "app")
+    assert f["status"] == "fail" and f["severity"] == "critical" and "TasksMax=4915" in f["message"]
+    (tmp_path / "etc/sysctl.d").mkdir(parents=True)
+    (tmp_path / "etc/sysctl.d/50-pid-max.conf").write_text("kernel.pid_max = 4194304\n")
+    (unit / "app.service.d/tasks.conf").write_text("[Service]\nTasksMax=infinity\n")
+    assert audit("--service", "app")["status"] == "pass"
+    f = audit()      # any service: DefaultTasksMax unset -> 15%; a tree has no threads-max, so of pid_max
+    assert f["status"] == "pass" and "TasksMax=15%" in f["source"]

@@ -88,3 +88,62 @@ def process_cgroup_facts(pid: int, proc: str = "/proc", sysfs: str = "/sys/fs/cg
             hit = _tightest(os.path.join(sysfs, sub), paths[kind], v1name)
         facts[key] = Fact(key, hit[0], hit[1]) if hit else Fact(key, None, f"{src}: no {kind} controller")
     return facts
+
+
+# -- systemd TasksMax= for a service that is not running (--service, --root) -----------------------
+# systemd.resource-control(5): TasksMax=N, N%, or infinity; a percentage is of the kernel's task
+# ceiling (the smaller of kernel.pid_max and kernel.threads-max). systemd-system.conf(5):
+# DefaultTasksMax= defaults to 15% since v240.
+DEFAULT_TASKS_MAX_PCT = 15
+
+
+def parse_tasks_max(value: str, ceiling: int | None) -> int | None:
+    """'4915' -> 4915, 'infinity' -> RLIM_INFINITY, '15%' -> 15% of ceiling (None: unknown ceiling)."""
+    v = value.strip()
+    if v == "infinity":
+        return RLIM_INFINITY
+    if v.endswith("%") and v[:-1].replace(".", "", 1).isdigit():
+        return None if ceiling is None else int(ceiling * float(v[:-1]) / 100)
+    if v.isdigit():
+        return int(v)
+    return None
+
+
+def service_tasks_facts(root, service: str | None, facts: dict) -> dict[str, Fact]:
+    """cgroup.pids.max as systemd would set it for the service (TasksMax= in its unit files, else
+    DefaultTasksMax=, else 15%), or for any service without one; the key process rules read when no
+    running server is named."""
+    from pathlib import Path
+
+    from tuneup.facts import configfiles as cf
+
+    root = Path(root)
+    nums = [facts[k].value for k in ("kernel.pid_max", "kernel.threads-max")
+            if k in facts and isinstance(facts[k].value, int)]
+    ceiling = min(nums) if nums else None
+
+    def last(files, section: str, key: str):
+        found = None
+        for f in files:
+            try:
+                text = f.path.read_bytes().decode("utf-8", "replace")
+            except OSError:
+                continue
+            for sec, k, v, where in cf.parse_unit(text, f.shown):
+                if sec == section and k == key:
+                    found = (v, where) if v else None
+        return found
+
+    hit = None
+    if service:
+        hit = last(cf.unit_files(root, cf.unit_name(service)), "Service", "TasksMax")
+    if hit is None:
+        hit = last(cf._file(root, cf.SYSTEMD_CONF) + cf.conf_files(root, cf.SYSTEMD_CONF_DIRS),
+                   "Manager", "DefaultTasksMax")
+    raw, where = hit or (f"{DEFAULT_TASKS_MAX_PCT}%", "systemd default DefaultTasksMax=15% (v240)")
+    value = parse_tasks_max(raw, ceiling)
+    if value is None:
+        return {"cgroup.pids.max": Fact("cgroup.pids.max", None, where,
+                                        error=f"TasksMax={raw}: cannot size it without kernel.pid_max")}
+    shown = f"{where} (TasksMax={raw}" + (f" of {ceiling})" if raw.endswith("%") else ")")
+    return {"cgroup.pids.max": Fact("cgroup.pids.max", value, shown)}

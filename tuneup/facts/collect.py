@@ -81,6 +81,7 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
     ident = host.identity(proc)
     if limits_of:
         ident["limits_of"] = limits_of
+        facts.update(_service_tasks(root, service, facts))
     return Snapshot(
         host=ident,
         facts=facts,
@@ -97,6 +98,13 @@ def _softnet_facts(before: dict | None, after: dict | None, proc: str) -> dict[s
     if before is None or after is None:
         return {key: Fact(key, None, "no sampling window (audit --sample SECONDS)")}
     return {key: Fact(key, max(0, after["dropped"] - before["dropped"]), f"{proc}/net/softnet_stat sampled twice")}
+
+
+def _service_tasks(root, service: str | None, facts: dict[str, Fact]) -> dict[str, Fact]:
+    """systemd's TasksMax= for the --service unit (or any service, from a tree)."""
+    from tuneup.facts import cgroups
+
+    return cgroups.service_tasks_facts(root, service, facts)
 
 
 def _cgroup_and_beam_facts(pid: int, info: dict, proc: str) -> dict[str, Fact]:
@@ -117,6 +125,7 @@ def collect_root(keys: Iterable[str], root: Path, service: str | None = None) ->
     keys = set(keys) | BASE_KEYS
     facts, limits_of = configfiles.snapshot_facts(root, {k for k in keys if sysctl.is_sysctl(k)}, service,
                                                   rootfs=True)
+    facts.update(_service_tasks(root, service, facts))
     return Snapshot(
         host=_root_identity(root, limits_of),
         facts=facts,
