@@ -190,7 +190,8 @@ def profiles_list(book: Rulebook, fmt: str) -> str:
                       "rules": len(book.rules_for(name)), "params": prof.params,
                       "default": name == book.default_profile})
     if fmt == "json":
-        return json.dumps({"profiles": items, "params": {p.name: {"default": p.default, "description": p.description}
+        return json.dumps({"profiles": items, "params": {p.name: {"default": p.default, "description": p.description,
+                                                                   **({"derive": p.derive} if p.derive else {})}
                                                          for p in book.params.values()}}, indent=2) + "\n"
     lines = []
     for it in items:
@@ -201,5 +202,5 @@ def profiles_list(book: Rulebook, fmt: str) -> str:
     lines.append("")
     lines.append("Parameters (override with --set NAME=VALUE):")
     for p in book.params.values():
-        lines.append(f"  {p.name}: {p.description}")
+        lines.append(f"  {p.name}: {p.description}" + (f" [= {p.derive} unless set]" if p.derive else ""))
     return "\n".join(lines) + "\n"
