@@ -67,7 +67,10 @@ def test_set_overrides_thresholds(snap_file, capsys):
 
 def test_fail_on_levels(snap_file, capsys):
     assert run_main(["audit", "--snapshot", str(snap_file), "--fail-on", "never"], capsys)[0] == EXIT_OK
-    assert run_main(["audit", "--snapshot", str(snap_file), "--fail-on", "critical"], capsys)[0] == EXIT_FINDINGS
+    # the stock host holds 100K connections (its warnings are margins); at 5M the fd and memory limits fall
+    assert run_main(["audit", "--snapshot", str(snap_file), "--fail-on", "warning"], capsys)[0] == EXIT_FINDINGS
+    assert run_main(["audit", "--snapshot", str(snap_file), "--fail-on", "critical", "--set", "connections=5000000"],
+                    capsys)[0] == EXIT_FINDINGS
     good = dict(STOCK, **{"rlimit.nofile.soft": 200000, "rlimit.nofile.hard": 200000, "net.core.somaxconn": 65535,
                           "net.ipv4.tcp_max_syn_backlog": 65535, "net.ipv4.tcp_mem": (1, 2, 10_000_000),
                           "net.netfilter.nf_conntrack_max": 1048576})

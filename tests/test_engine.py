@@ -95,8 +95,15 @@ def test_process_rules_run_per_target_and_render_unlimited():
     assert (a.status, a.key, a.target) == (Status.FAIL, "proc.10.rlimit.nofile.soft", "pid 10 (nginx)")
     assert "pid 10 (nginx)" in a.message
     assert b.status is Status.PASS and render(b.actual) == "unlimited"
+    # no server named: tuneup's own limits are never judged
     (own,) = evaluate([r], make_snapshot({"rlimit.nofile.soft": 20000}), PARAMS)
-    assert own.key == "rlimit.nofile.soft" and "own process" in own.target
+    assert own.status is Status.SKIP and "no server named (use --pid, --process or --service)" in own.message
+    # a tree: systemd's DefaultLimitNOFILE, labelled, at most a warning
+    crit = rule(fact="rlimit.nofile.soft", scope=Scope.PROCESS, expected="connections", severity=Severity.CRITICAL)
+    snap = make_snapshot({"rlimit.nofile.soft": 1024},
+                         host={"limits_of": "any systemd service (DefaultLimitNOFILE; give --service NAME for one unit)"})
+    (dflt,) = evaluate([crit], snap, PARAMS)
+    assert dflt.status is Status.FAIL and dflt.severity is Severity.WARNING and "DefaultLimitNOFILE" in dflt.target
 
 
 def test_host_global_failure_in_child_netns_is_not_the_containers_failure():
@@ -131,8 +138,9 @@ def test_builtin_rules_evaluate_without_errors_on_a_stock_host():
         "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 512, "net.ipv4.tcp_syncookies": 1,
         "net.ipv4.ip_local_port_range": (32768, 60999), "net.ipv4.tcp_tw_reuse": 2, "net.ipv4.tcp_tw_recycle": None,
         "net.ipv4.tcp_max_tw_buckets": 16384, "net.ipv4.tcp_fin_timeout": 60, "net.core.netdev_max_backlog": 1000,
-        "net.ipv4.tcp_mem": (94011, 125350, 188022), "rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 524288,
-    })
+        "net.ipv4.tcp_mem": (94011, 125350, 188022), "proc.42.rlimit.nofile.soft": 1024,
+        "proc.42.rlimit.nofile.hard": 524288,
+    }, processes=[{"pid": 42, "name": "nginx"}])
     for name in book.profile_defs:
         prof = book.profile(name)
         report = build_report(book.rules_for(name), snap, name, prof.params)

@@ -65,8 +65,8 @@ def test_audit_process_by_name_flags_beam_limits(fake_beam, capsys):
     pid = fake_beam.pid
     ports = f[("BEAM-MAX-PORTS", f"proc.{pid}.beam.max_ports")]
     assert ports["status"] == "fail" and ports["actual"] == 1024 and "+Q 1024" in ports["source"]
-    procs = f[("BEAM-MAX-PROCESSES", f"proc.{pid}.beam.max_processes")]
-    assert procs["status"] == "fail" and procs["actual"] == 5000
+    procs = f[("BEAM-MAX-PROCESSES", f"proc.{pid}.beam.process_limit")]   # tuneup/facts/beam.py
+    assert procs["status"] == "fail" and procs["actual"] == 5000 and "+P 5000" in procs["source"]
     soft = f[("PROC-NOFILE-SOFT", f"proc.{pid}.rlimit.nofile.soft")]
     assert soft["status"] == "fail" and soft["actual"] == 2048
     usage = f[("PROC-FD-USAGE", f"proc.{pid}.fds")]

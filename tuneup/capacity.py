@@ -96,7 +96,7 @@ def _fmt(n: int) -> str:
 def nofile_limit(soft: int, open_fds: int, per_conn: int, source: str, who: str, connections: int,
                  hard: int | None = None, name: str = "nofile") -> Limit:
     free = max(0, soft - open_fds)
-    need = connections * per_conn + open_fds
+    need = connections * per_conn * 11 // 10 + open_fds   # PROC-NOFILE-*: the need plus 10% headroom
     detail = f"RLIMIT_NOFILE soft {_fmt(soft)} - {open_fds} open fds = {free} free, / {per_conn} fd(s) per connection"
     if hard is not None and hard > soft:
         detail += f"; the process may raise its soft limit itself up to the hard limit {_fmt(hard)}"
@@ -108,7 +108,7 @@ def nofile_limit(soft: int, open_fds: int, per_conn: int, source: str, who: str,
 def nr_open_limit(nr_open: int, open_fds: int, per_conn: int, source: str, connections: int) -> Limit:
     free = max(0, nr_open - open_fds)
     return Limit("nr_open", free // per_conn, source,
-                 f"sysctl fs.nr_open >= {connections * per_conn + open_fds} (host-global) before raising "
+                 f"sysctl fs.nr_open >= {connections * per_conn * 11 // 10 + open_fds} (host-global) before raising "
                  "RLIMIT_NOFILE above it",
                  f"fs.nr_open {_fmt(nr_open)} caps any one process's RLIMIT_NOFILE; - {open_fds} open fds, "
                  f"/ {per_conn} fd(s) per connection")
@@ -123,13 +123,15 @@ def file_max_limit(file_max: int, allocated: int, per_conn: int, source: str, co
                  f"= {free}, / {per_conn} fd(s) per connection; processes with CAP_SYS_ADMIN are exempt")
 
 
-def conntrack_limit(ct_max: int, count: int, source: str, connections: int) -> Limit:
-    return Limit("conntrack", max(0, ct_max - count), source,
-                 f"sysctl net.netfilter.nf_conntrack_max >= {connections * 6 // 5} (raise "
+def conntrack_limit(ct_max: int, count: int, source: str, connections: int, closing: int = 0) -> Limit:
+    """closing: entries the load's closes keep in TIME_WAIT (close_rate_per_s x 120 s), as CT-MAX counts them."""
+    return Limit("conntrack", max(0, ct_max - count - closing), source,
+                 f"sysctl net.netfilter.nf_conntrack_max >= {(connections + closing) * 6 // 5} (raise "
                  "/sys/module/nf_conntrack/parameters/hashsize with it), or exempt the port from tracking "
                  "(a NOTRACK / notrack rule)",
-                 f"nf_conntrack_max {ct_max} - {count} entries in use; one entry per connection, kept "
-                 "120 s after close (TIME_WAIT); counts only where rules use connection tracking")
+                 f"nf_conntrack_max {ct_max} - {count} entries in use - {closing} kept 120 s after close "
+                 "(TIME_WAIT, close_rate_per_s x 120); one entry per connection; counts only where rules use "
+                 "connection tracking")
 
 
 def tcp_mem_limit(tcp_mem_max: int, used_pages: int, page: int, per_conn_bytes: int, source: str,
@@ -260,7 +262,7 @@ def model(snap: Snapshot, params: Mapping[str, Any], pid: int | None = None, not
                                "no connection-tracking ceiling", _src(snap, "net.netfilter.nf_conntrack_max")))
     else:
         limits.append(conntrack_limit(ct_max, ct_count or 0, _src(snap, "net.netfilter.nf_conntrack_max"),
-                                      connections))
+                                      connections, int(params.get("close_rate_per_s", 0)) * 120))
 
     tcp_mem = snap.get("net.ipv4.tcp_mem")
     buf = _per(params.get("tcp_buffer_bytes_per_connection", 16384))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from tuneup.errors import ExprError, MissingFact
@@ -22,7 +23,9 @@ def render(v: Any) -> str:
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() or abs(v) >= 100 else f"{v:.3g}"
     if isinstance(v, tuple):
-        return " ".join(render(x) for x in v)
+        return " ".join(render(x) for x in v) if v else "(empty)"
+    if v == "":
+        return "(empty)"
     return str(v)
 
 
@@ -80,20 +83,56 @@ def evaluate(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any
     child_netns = snapshot.host.get("netns") == "child"
     all_facts = _host_facts(snapshot)
     findings: list[Finding] = []
+    proc_facts = _process_identity(snapshot)
     for rule in rules:
         if rule.scope is Scope.PROCESS and snapshot.processes:
             for proc in snapshot.processes:
                 unit = f", {proc['unit']}" if proc.get("unit") else ""
                 target = f"pid {proc['pid']} ({proc.get('name', '?')}{unit})"
-                findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts, f"proc.{proc['pid']}."),
+                findings.append(_evaluate_one(rule, snapshot, names,
+                                              _Facts({**all_facts, **proc_facts}, f"proc.{proc['pid']}."),
                                               target, child_netns))
+        elif rule.scope is Scope.PROCESS:
+            findings.append(_no_server(rule, snapshot, names, all_facts, child_netns))
         elif rule.scope is Scope.LISTENER:
             findings.extend(_per_listener(rule, snapshot, names, all_facts, child_netns))
         else:
-            target = (snapshot.host.get("limits_of") or "tuneup's own process (use --pid)") \
-                if rule.scope is Scope.PROCESS else None
-            findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts), target, child_netns))
+            findings.append(_evaluate_one(rule, snapshot, names, _Facts(all_facts), None, child_netns))
     return findings
+
+
+NO_SERVER = "no server named (use --pid, --process or --service)"
+
+
+def _process_identity(snapshot: Snapshot) -> dict[str, Fact]:
+    """proc.PID.process.name from the snapshot's process list, so a rule can name the daemons it
+    is about (`fact('process.name') in (...)`)."""
+    out = {}
+    for proc in snapshot.processes:
+        key = f"proc.{proc['pid']}.process.name"
+        if key not in snapshot.facts and proc.get("name"):
+            out[key] = Fact(key, str(proc["name"]), "process list of the snapshot")
+    return out
+
+
+def _no_server(rule: Rule, snapshot: Snapshot, names: dict[str, Any], all_facts: Mapping[str, Fact],
+               child_netns: bool) -> Finding:
+    """A process rule with no running server named. Never tuneup's own limits: only a snapshot that
+    says whose limits its rlimit.* facts are (host.limits_of: a --service unit, or systemd's
+    DefaultLimitNOFILE= for a tree) is judged, under that label; the default a new service gets is
+    at most a warning. Otherwise (a live audit or `collect` without a server) the rule skips."""
+    label = snapshot.host.get("limits_of") or ""
+    service = all_facts.get("service.unit")
+    if label and rule.fact in all_facts:
+        f = _evaluate_one(rule, snapshot, names, _Facts(all_facts), label, child_netns)
+        if service is None and f.status in (Status.FAIL, Status.ERROR) and f.severity > Severity.WARNING:
+            f = replace(f, severity=Severity.WARNING,
+                        message=f"{f.message} (what a new service gets by default; name the server "
+                                "to judge it: at most a warning)")
+        return f
+    return Finding(rule=rule.id, key=rule.fact, status=Status.SKIP, severity=rule.severity, actual=None,
+                   expected="", message=NO_SERVER, title=rule.title, scope=rule.scope, target=None,
+                   rationale=rule.rationale, refs=rule.refs)
 
 
 def listener_label(lst: Mapping[str, Any]) -> str:
@@ -122,11 +161,12 @@ def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: 
                 target=target, rationale=rule.rationale, refs=rule.refs, source=fact.source if fact else "")
 
     def finding(status: Status, message: str, actual: Value = None, expected: str = "",
-                expected_value: Value = None, host_only: bool = False) -> Finding:
+                expected_value: Value = None, host_only: bool = False, severity: Severity | None = None) -> Finding:
         if target and rule.scope in (Scope.PROCESS, Scope.LISTENER):
             message = f"{target}: {message}"
+        fields = dict(base, severity=severity) if severity is not None else base
         return Finding(status=status, message=message, actual=actual, expected=expected,
-                       expected_value=expected_value, host_only=host_only, **base)
+                       expected_value=expected_value, host_only=host_only, **fields)
 
     if rule.when:
         try:
@@ -172,12 +212,35 @@ def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: 
         return finding(Status.PASS, f"{key} is {shown}", actual, want, expected_value)
     host_only = rule.scope is Scope.HOST and child_netns
     msg = f"{key} is {shown}, want {want}"
+    severity = rule.severity
+    margin = _margin(rule, local, facts, actual)
+    if margin is not None:
+        need_ok, need_value = margin
+        if need_ok:
+            severity = min(severity, Severity.WARNING)
+            msg += f" (need {render(need_value)}: within the margin, the headroom above the need is missing)"
+        else:
+            msg += f" (need {render(need_value)} without headroom)"
+    if rule.estimate and severity > Severity.WARNING:
+        severity = Severity.WARNING
+        msg += " (an estimate from per-connection defaults: at most a warning until measured)"
     if host_only:
         msg += " (host-global: only the host can change it)"
     hint = _hint(rule, {**local, "expected": expected_value}, facts, actual, expected_value)
     if hint:
         msg += f". {hint}"
-    return finding(Status.FAIL, msg, actual, want, expected_value, host_only)
+    return finding(Status.FAIL, msg, actual, want, expected_value, host_only, severity)
+
+
+def _margin(rule: Rule, local: dict[str, Any], facts: _Facts, actual: Value) -> tuple[bool, Value] | None:
+    """(does the value meet the raw need?, the need) for a rule that states one; None otherwise."""
+    if not rule.need:
+        return None
+    try:
+        need = compile_expr(rule.need).evaluate(local, facts.value, facts.has)
+        return bool(OPERATORS[rule.op](actual, need)), need
+    except (MissingFact, ExprError, TypeError):
+        return None
 
 
 def _hint(rule: Rule, local: dict[str, Any], facts: _Facts, actual: Value, expected: Value) -> str:

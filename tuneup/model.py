@@ -93,6 +93,12 @@ class Rule:
     fix: FixSpec | None = None
     origin: str = ""          # "rules/core.toml:12"
     hints: tuple[Hint, ...] = ()   # advice shown on failure, e.g. why a soft limit of 1024 stays
+    # The raw need, without headroom (an expression like `expected`). `expected` is then the need
+    # plus headroom: a value that meets the need but not the headroom fails as a warning "within
+    # the margin"; only a value below the need fails at the rule's severity.
+    need: str | None = None
+    # The threshold is an estimate (per-connection memory): a failure is at most a warning.
+    estimate: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Param:
     name: str
     default: int | float
     description: str
+    derive: str | None = None   # expression over other parameters (a rate from a time constant)
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,8 @@ def test_generated_sysctl_file_wins_at_boot_over_the_files_that_set_the_key(tmp_
 
 
 def test_limits_d_lines_follow_limits_conf_grammar():
-    fp, files = fixes({"rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 4096})
+    fp, files = fixes({"rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 4096},
+                      host={"limits_of": "a server started from a login shell"})
     (path,) = [k for k in files if k.startswith("etc/security/limits.d/")]
     entries = cf.parse_limits(files[path], path, strict=True)
     assert {(e.domain, e.type, e.item) for e in entries} == {("*", "soft", "nofile"), ("*", "hard", "nofile")}
@@ -159,7 +160,8 @@ def _verify(unit_dir: Path, unit: str) -> subprocess.CompletedProcess:
 
 
 def test_service_drop_in_passes_systemd_analyze_verify(tmp_path):
-    fp, files = fixes({"rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 524288}, service="tuneupfx")
+    fp, files = fixes({"rlimit.nofile.soft": 1024, "rlimit.nofile.hard": 524288}, service="tuneupfx",
+                      host={"limits_of": "tuneupfx.service (from its unit files)"})
     (path,) = [k for k in files if k.startswith("etc/systemd/system/")]
     assert path == "etc/systemd/system/tuneupfx.service.d/60-tuneup-limits.conf"
     text = files[path]

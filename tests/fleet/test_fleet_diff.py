@@ -17,7 +17,7 @@ def fleet_dir(tmp_path):
     write(d / "web-1.json", snap("web-1"))
     write(d / "web-2.json", snap("web-2", net__core__somaxconn=128))
     write(d / "db-1.json", snap("db-1", net__core__somaxconn=128, **{"fs.file-max": 1000}))
-    write(d / "db-2.json", snap("db-2", net__core__somaxconn=1024))
+    write(d / "db-2.json", snap("db-2", net__core__somaxconn=256))   # below a 100K reconnect storm's need
     (d / "notes.txt").write_text("not a snapshot")
     return d
 

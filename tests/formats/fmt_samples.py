@@ -14,7 +14,8 @@ HOSTILE = '<script>alert("x")</script> & "quoted" | pipe\\back`tick\nnewline @te
 
 def host(hostname: str = "web-1") -> dict:
     return {"hostname": hostname, "kernel": "6.1.0-13-amd64", "kernel_version": [6, 1, 0], "arch": "x86_64",
-            "distro": "debian 12", "cpus": 8, "mem_total_bytes": 32 * 2**30, "page_size": 4096, "netns": "initial"}
+            "distro": "debian 12", "cpus": 8, "mem_total_bytes": 32 * 2**30, "page_size": 4096, "netns": "initial",
+            "limits_of": "nginx.service (from its unit files)"}   # whose rlimit.* these are (audit --service)
 
 
 def snapshot(hostname: str = "web-1", origin: str = "test", **values) -> Snapshot:

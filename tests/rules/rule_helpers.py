@@ -23,7 +23,7 @@ HOST = {
     "netns": "initial", "netns_evidence": "test",
 }
 CASE_FIELDS = {"rule", "name", "status", "facts", "absent", "errors", "params", "profile", "host",
-               "processes", "listeners", "message", "host_only", "expected_value"}
+               "processes", "listeners", "message", "host_only", "expected_value", "severity"}
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,8 @@ def test_case(case):
             assert case["message"] in f.message, f.message
         if "host_only" in case:
             assert f.host_only is case["host_only"], f.message
+        if "severity" in case:
+            assert str(f.severity) == case["severity"], f.message
         if "expected_value" in case:
             assert f.expected_value == case["expected_value"], f.message
         assert f.message and f.rationale and f.refs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,8 +22,8 @@ BASE_KEYS = frozenset({
 def resolve_targets(pids: Iterable[int] = (), names: Iterable[str] = (), proc: str = "/proc") -> list[int]:
     """--pid and --process to a list of pids; a name that matches nothing is bad input."""
     out = list(pids)
-    for name in names:
-        found = processes.find_by_name(name, proc)
+    for name in names:   # never tuneup itself (`--process python3` would otherwise match it)
+        found = [p for p in processes.find_by_name(name, proc) if p != os.getpid()]
         if not found:
             raise UsageError(f"no running process named {name!r}", "--process")
         out.extend(found)
@@ -45,11 +46,15 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
     facts.update(boot)
     listeners = None
     if sockets:
+        from tuneup.facts import counters
+
         reserved = facts.get("net.ipv4.ip_local_reserved_ports")
         pids = list(dict.fromkeys(pids))
+        softnet = counters.read_softnet(proc) if sample else None
         sock_facts, listeners = observe.socket_facts(sample, keys, reserved.value if reserved else None, proc,
                                                      targets=pids)
         facts.update(sock_facts)
+        facts.update(_softnet_facts(softnet, counters.read_softnet(proc) if sample else None, proc))
     targets = []
     for pid in dict.fromkeys(pids):
         try:
@@ -71,10 +76,12 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
                     facts[key] = dataclasses.replace(facts[key], source=f"{facts[key].source}; {how.value}")
         if listeners is not None:
             facts.update(observe.process_socket_facts(pid, listeners, proc))
+        facts.update(_cgroup_and_beam_facts(pid, info, proc))
         targets.append(info)
     ident = host.identity(proc)
     if limits_of:
         ident["limits_of"] = limits_of
+        facts.update(_service_tasks(root, service, facts))
     return Snapshot(
         host=ident,
         facts=facts,
@@ -83,6 +90,29 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin="live",
     )
+
+
+def _softnet_facts(before: dict | None, after: dict | None, proc: str) -> dict[str, Fact]:
+    """sample.softnet.dropped.delta over the sampling window (absent without one)."""
+    key = "sample.softnet.dropped.delta"
+    if before is None or after is None:
+        return {key: Fact(key, None, "no sampling window (audit --sample SECONDS)")}
+    return {key: Fact(key, max(0, after["dropped"] - before["dropped"]), f"{proc}/net/softnet_stat sampled twice")}
+
+
+def _service_tasks(root, service: str | None, facts: dict[str, Fact]) -> dict[str, Fact]:
+    """systemd's TasksMax= for the --service unit (or any service, from a tree)."""
+    from tuneup.facts import cgroups
+
+    return cgroups.service_tasks_facts(root, service, facts)
+
+
+def _cgroup_and_beam_facts(pid: int, info: dict, proc: str) -> dict[str, Fact]:
+    from tuneup.facts import beam, cgroups
+
+    out = cgroups.process_cgroup_facts(pid, proc)
+    out.update(beam.beam_facts(pid, str(info.get("name", "")), list(info.get("cmdline") or []), proc))
+    return out
 
 
 def collect_root(keys: Iterable[str], root: Path, service: str | None = None) -> Snapshot:
@@ -95,6 +125,7 @@ def collect_root(keys: Iterable[str], root: Path, service: str | None = None) ->
     keys = set(keys) | BASE_KEYS
     facts, limits_of = configfiles.snapshot_facts(root, {k for k in keys if sysctl.is_sysctl(k)}, service,
                                                   rootfs=True)
+    facts.update(_service_tasks(root, service, facts))
     return Snapshot(
         host=_root_identity(root, limits_of),
         facts=facts,

@@ -156,3 +156,28 @@ def sample(seconds: float = 1.0, proc: str = "/proc", *, first: Counters | None 
     elapsed = max(time.monotonic() - t0, 1e-9) if first is None else seconds
     d, r = delta(before, after, elapsed)
     return Sample(round(elapsed, 3), d, r, before, after)
+
+
+def parse_softnet_stat(text: str) -> dict[str, int]:
+    """/proc/net/softnet_stat (one row per CPU, hex columns: processed, dropped, time_squeeze, ...)
+    -> totals over CPUs {"processed", "dropped", "time_squeeze"}. Host-wide, not per namespace."""
+    out = {"processed": 0, "dropped": 0, "time_squeeze": 0}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 3:
+            continue
+        try:
+            out["processed"] += int(cols[0], 16)
+            out["dropped"] += int(cols[1], 16)
+            out["time_squeeze"] += int(cols[2], 16)
+        except ValueError:
+            continue
+    return out
+
+
+def read_softnet(proc: str = "/proc") -> dict[str, int] | None:
+    try:
+        with open(f"{proc}/net/softnet_stat") as fh:
+            return parse_softnet_stat(fh.read())
+    except OSError:
+        return None

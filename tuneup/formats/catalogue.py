@@ -21,6 +21,8 @@ def rule_dict(book: Rulebook, rule: Rule) -> dict[str, Any]:
         "section": rule.section,
         "op": rule.op,
         "expected": rule.expected,
+        "need": rule.need,
+        "estimate": rule.estimate,
         "actual": rule.actual,
         "when": rule.when,
         "absent": rule.absent.value,
@@ -56,7 +58,8 @@ SECTION_ORDER = ("file descriptors and processes", "per-process limits", "erlang
 def _threshold(r: Rule) -> str:
     if r.op == "parity-differs":
         return "ends of different parity"
-    return f"{r.actual + ' ' if r.actual else ''}{r.op} {r.expected}"
+    text = f"{r.actual + ' ' if r.actual else ''}{r.op} {r.expected}"
+    return f"{text} (need {r.op} {r.need})" if r.need else text
 
 
 def _markdown(book: Rulebook, rules: list[Rule]) -> str:
@@ -71,7 +74,8 @@ def _markdown(book: Rulebook, rules: list[Rule]) -> str:
                    f"{_md(d.get('description', ''))} |")
     out += ["", "## Parameters", "", "Override with `--set NAME=VALUE`.", "",
             "| parameter | default | meaning |", "|---|---|---|"]
-    out += [f"| `{p.name}` | {p.default} | {_md(p.description)} |" for p in book.params.values()]
+    out += [f"| `{p.name}` | {f'`{_md(p.derive)}`' if p.derive else p.default} | {_md(p.description)} |"
+            for p in book.params.values()]
     out += ["", "Host values in thresholds: `ram_bytes`, `cpus`, `page_size`, `kernel` (a tuple such as "
             "`(5, 4)`); `value` is the key's value, `fact('key')` another key's.", ""]
     by_section: dict[str, list[Rule]] = {}
@@ -88,6 +92,11 @@ def _markdown(book: Rulebook, rules: list[Rule]) -> str:
         for r in items:
             out.append(f"### {r.id}: {_md(r.title)}")
             out.append("")
+            if r.need:
+                out.append(f"- need: `{_md(r.need)}`; below it: {r.severity}; between the need and the "
+                           "threshold: warning (within the margin)")
+            if r.estimate:
+                out.append("- an estimate: fails at most as a warning")
             if r.when:
                 out.append(f"- applies when: `{_md(r.when)}`")
             if r.absent_reason or r.absent.value != "skip":
@@ -104,21 +113,37 @@ def _markdown(book: Rulebook, rules: list[Rule]) -> str:
 def rule_show(book: Rulebook, rule: Rule, profile: Profile) -> str:
     host = host_names(_host_guess())
     names = {**host, **profile.params}
+
+    def evaluate(text: str) -> str:
+        try:
+            return render(compile_expr(text).evaluate(names, _no_fact, lambda k: True))
+        except ExprError as exc:
+            return f"depends on the audited host ({exc})"
+        except ZeroDivisionError:
+            return "undefined for these parameters (division by zero)"
+
     ex = compile_expr(rule.expected)
-    try:
-        evaluated = render(ex.evaluate(names, _no_fact, lambda k: True))
-    except ExprError as exc:
-        evaluated = f"depends on the audited host ({exc})"
-    used = [f"{k}={v}" for k, v in profile.params.items() if k in ex.names]
-    used += [f"{k}={render(host[k])} (this host)" for k in ("ram_bytes", "cpus", "page_size", "kernel") if k in ex.names]
+    evaluated = evaluate(rule.expected)
+    read = ex.names | (compile_expr(rule.need).names if rule.need else set())
+    derived = {p.name: p.derive for p in book.params.values() if p.derive}
+    used = [f"{k}={v}" + (f" (= {derived[k]})" if k in derived else "") for k, v in profile.params.items() if k in read]
+    used += [f"{k}={render(host[k])} (this host)" for k in ("ram_bytes", "cpus", "page_size", "kernel") if k in read]
     d = rule_dict(book, rule)
     lines = [
         f"{rule.id}: {rule.title}",
-        f"  severity:  {d['severity']}",
+        f"  severity:  {d['severity']}" + (" (an estimate: at most a warning)" if rule.estimate else ""),
         f"  key:       {rule.fact} (scope: {d['scope']}, section: {rule.section})",
         f"  check:     {rule.actual + ' ' if rule.actual else 'value '}{rule.op} {rule.expected}",
-        f"  for {profile.name}: {rule.op} {evaluated}" + (f"   [{', '.join(used)}]" if used else ""),
     ]
+    if rule.need:
+        lines.append(f"  need:      {rule.op} {rule.need} (below: {d['severity']}; up to the check: warning, "
+                     "within the margin)")
+    if profile.name in d["profiles"]:
+        lines.append(f"  for {profile.name}: {rule.op} {evaluated}"
+                     + (f" (need {rule.op} {evaluate(rule.need)})" if rule.need else "")
+                     + (f"   [{', '.join(used)}]" if used else ""))
+    else:
+        lines.append(f"  not in profile {profile.name}: it is checked under {', '.join(d['profiles']) or 'no profile'}")
     if rule.when:
         lines.append(f"  applies when: {rule.when}")
     lines.append(f"  when absent: {rule.absent.value}" + (f" ({rule.absent_reason})" if rule.absent_reason else ""))
@@ -165,7 +190,8 @@ def profiles_list(book: Rulebook, fmt: str) -> str:
                       "rules": len(book.rules_for(name)), "params": prof.params,
                       "default": name == book.default_profile})
     if fmt == "json":
-        return json.dumps({"profiles": items, "params": {p.name: {"default": p.default, "description": p.description}
+        return json.dumps({"profiles": items, "params": {p.name: {"default": p.default, "description": p.description,
+                                                                   **({"derive": p.derive} if p.derive else {})}
                                                          for p in book.params.values()}}, indent=2) + "\n"
     lines = []
     for it in items:
@@ -176,5 +202,5 @@ def profiles_list(book: Rulebook, fmt: str) -> str:
     lines.append("")
     lines.append("Parameters (override with --set NAME=VALUE):")
     for p in book.params.values():
-        lines.append(f"  {p.name}: {p.description}")
+        lines.append(f"  {p.name}: {p.description}" + (f" [= {p.derive} unless set]" if p.derive else ""))
     return "\n".join(lines) + "\n"

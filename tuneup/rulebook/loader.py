@@ -31,7 +31,7 @@ PROFILES_FILE = "profiles.toml"
 
 _RULE_FIELDS = {
     "id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs", "section",
-    "actual", "when", "absent", "absent_reason", "profiles", "fix", "hints",
+    "actual", "when", "absent", "absent_reason", "profiles", "fix", "hints", "need", "estimate",
 }
 _REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
 _ID_LINE = re.compile(r"""^id\s*=\s*["']([^"']+)["']""")
@@ -85,18 +85,35 @@ class Rulebook:
         chain = self.lineage(name)
         params = {p.name: p.default for p in self.params.values()}
         exclude: list[str] = []
+        given: set[str] = set()
         for pname in reversed(chain):
             d = self.profile_defs[pname]
             params.update(d.get("params", {}))
+            given.update(d.get("params", {}))
             exclude.extend(d.get("exclude", ()))
         for key, val in (overrides or {}).items():
             if key not in self.params:
                 known = ", ".join(sorted(self.params))
                 raise UsageError(f"unknown parameter {key!r} (known: {known})", "--set")
             params[key] = val
+            given.add(key)
+        params.update(self.derived(params, given))
         d = self.profile_defs[name]
         return Profile(name=name, description=d.get("description", ""), extends=d.get("extends"),
                        params=params, exclude=tuple(exclude), origin=d.get("_origin", ""))
+
+    def derived(self, params: dict[str, int | float], given: set[str]) -> dict[str, int | float]:
+        """Parameters derived from others (a rate = connections over a time constant), unless the
+        profile or --set gives them; evaluated in declaration order."""
+        out: dict[str, int | float] = {}
+        for p in self.params.values():
+            if p.derive and p.name not in given:
+                try:
+                    val = compile_expr(p.derive).evaluate({**params, **out}, _no_fact, lambda k: False)
+                except (ExprError, ZeroDivisionError) as exc:
+                    raise UsageError(f"parameter {p.name} = {p.derive}: {exc}", "--set") from None
+                out[p.name] = val
+        return out
 
     def rules_for(self, name: str) -> list[Rule]:
         chain = set(self.lineage(name))
@@ -117,6 +134,10 @@ class Rulebook:
                 if text:
                     keys |= compile_expr(text).fact_keys()
         return keys
+
+
+def _no_fact(key: str) -> Any:
+    raise ExprError(f"a parameter cannot read the fact {key!r}")
 
 
 def _line_of(text: str, pattern: str) -> int | None:
@@ -169,7 +190,16 @@ def _load_profiles(book: Rulebook, path: Path) -> None:
         where = f"{path}:{_line_of(text, _table_header('param', name)) or 1}"
         if not isinstance(spec, dict) or "default" not in spec:
             raise ProfileError(f"param {name!r} needs a default", where)
-        book.params[name] = Param(name, _number(spec["default"], where), str(spec.get("description", "")))
+        derive = spec.get("derive")
+        if derive is not None:
+            try:
+                ex = compile_expr(derive) if isinstance(derive, str) else None
+            except ExprError as exc:
+                raise ProfileError(f"param {name!r}: derive: {exc}", where) from None
+            if ex is None or ex.names - set(book.params):
+                raise ProfileError(f"param {name!r}: derive must be an expression over parameters declared "
+                                   "before it", where)
+        book.params[name] = Param(name, _number(spec["default"], where), str(spec.get("description", "")), derive)
     if "default_profile" in data:
         book.default_profile = str(data["default_profile"])
     for name, spec in data.get("profile", {}).items():
@@ -289,7 +319,11 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
         hints.append(Hint(text=h["text"].strip(), when=h.get("when")))
 
     params = set(book.params) | HOST_NAMES
+    estimate = e.get("estimate", False)
+    if not isinstance(estimate, bool):
+        raise RuleFileError(f"{label}: estimate must be true or false", where)
     checks = [("expected", expected, params | {"value"}),
+              ("need", e.get("need"), params | {"value"}),
               ("actual", e.get("actual"), params | {"value"}),
               ("when", e.get("when"), params),
               ("fix.value", fix.value if fix else None, params | {"value", "expected"})]
@@ -313,5 +347,5 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
         section=str(e.get("section", "general")), actual=text_field("actual", optional=True),
         when=text_field("when", optional=True), absent=_ABSENT[absent],
         absent_reason=text_field("absent_reason", optional=True), profiles=tuple(profiles),
-        fix=fix, origin=where, hints=tuple(hints),
+        fix=fix, origin=where, hints=tuple(hints), need=text_field("need", optional=True), estimate=estimate,
     )
