@@ -76,6 +76,10 @@ def parse_sets(items: Optional[list[str]]) -> dict[str, Union[int, float]]:
             raise UsageError(f"{item!r}: value must be finite", "--set")
         if value < 0:
             raise UsageError(f"{item!r}: value must not be negative", "--set")
+        from tuneup.rulebook.loader import MAX_PARAM
+
+        if value > MAX_PARAM:
+            raise UsageError(f"{name}: value must be at most {MAX_PARAM}", "--set")
         out[name] = value
     return out
 

@@ -387,9 +387,14 @@ def manager_default(root: Path, name: str = "NOFILE") -> tuple[tuple[int, int], 
     return SYSTEMD_DEFAULT_NOFILE, "systemd default for services (1024 soft, 524288 hard since v240)"
 
 
+UNIT_NAME_MAX = 255   # systemd's UNIT_NAME_MAX (256 with the NUL; src/basic/unit-name.h)
+
+
 def unit_name(service: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9:_.\\@-]+", service):
         raise ConfigFileError(f"not a valid unit name: {service!r}", "--service")
+    if len(service if "." in service else f"{service}.service") > UNIT_NAME_MAX:
+        raise ConfigFileError(f"not a valid unit name: longer than {UNIT_NAME_MAX} characters", "--service")
     return service if "." in service else f"{service}.service"
 
 
