@@ -149,7 +149,9 @@ def loads_toml(text: str, where: str, error: type[TuneupError]) -> dict[str, Any
         loc = f"{where}:{m.group(1)}:{m.group(2)}" if m else where
         raise error(f"invalid TOML: {_AT.sub('', str(exc)) or 'invalid TOML'}", loc) from None
     except RecursionError:
-        raise error(f"invalid TOML: nested more than {MAX_DEPTH} deep", where) from None
+        pos = _too_deep_at(text, MAX_DEPTH)
+        raise error(f"invalid TOML: nested more than {MAX_DEPTH} deep",
+                    f"{where}:{_line_col(text, pos)}" if pos >= 0 else where) from None
     except ValueError:   # an integer past Python's int_max_str_digits (4300)
         m = re.search(r"\d{%d,}" % MAX_INT_DIGITS, text)
         raise error(f"invalid TOML: integer longer than {MAX_INT_DIGITS} digits",

@@ -255,7 +255,7 @@ class _Eval:
             op = node.op
             a, b = self.run(node.left), self.run(node.right)
             if isinstance(op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > _MAX_POW:
-                raise ExprError(f"exponent {b} too large in {self.text!r}")
+                raise ExprTooLarge(f"exponent {b} too large (at most {_MAX_POW}) in {self.text!r}")
             if isinstance(op, ast.Mult) and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
                 raise ExprError(f"cannot multiply sequences in {self.text!r}")
             if isinstance(op, ast.Mod) and isinstance(a, str):
