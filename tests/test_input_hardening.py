@@ -406,3 +406,24 @@ def test_implicit_tuneup_toml_of_mine_is_read(workdir, capsys, monkeypatch):
     code, _, err = run(["audit", "--snapshot", "snap.json"], capsys, workdir, monkeypatch)
     assert code == 0, err
 
+
+
+def test_process_with_a_non_utf8_name_does_not_break_live_commands():
+    """prctl takes any bytes: a name that is not UTF-8 is shown with U+FFFD, never exit 3."""
+    code = (
+        "import ctypes, socket, time\n"
+        "ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b'\\xff\\xfebad\\xc3'), 0, 0, 0)\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(5)\n"
+        "print(s.getsockname()[1], flush=True)\n"
+        "time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        p.stdout.readline()
+        for args in (["audit", "--pid", str(p.pid)], ["audit", "--pid", str(p.pid), "-f", "json"],
+                     ["sockets", "-f", "json"], ["capacity", "--pid", str(p.pid)]):
+            r = subprocess.run([*tuneup_cmd(), *args], capture_output=True, text=True, timeout=120)
+            assert r.returncode in (0, 1), (args, r.stderr)
+            assert "\ufffd\ufffdbad\ufffd" in r.stdout or "\\ufffd\\ufffdbad\\ufffd" in r.stdout, args
+    finally:
+        p.kill()
+        p.wait()
