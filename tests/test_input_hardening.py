@@ -427,3 +427,31 @@ def test_process_with_a_non_utf8_name_does_not_break_live_commands():
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.mark.parametrize("rel,text,words", [
+    ("etc/security/limits.d/x.conf", "* soft nofile " + "9" * 5000 + "\n", ["limits.d/x.conf:1", "2**64-1"]),
+    ("etc/security/limits.d/x.conf", "* hard nofile 99999999999999999999999\n", ["limits.d/x.conf:1"]),
+    ("etc/systemd/system.conf.d/a.conf", "[Manager]\nDefaultLimitNOFILE=" + "9" * 5000 + "\n",
+     ["system.conf.d/a.conf:2", "bad limit value"]),
+    ("etc/systemd/system.conf.d/a.conf", "[Manager]\nDefaultLimitNOFILE=1:99999999999999999999999\n",
+     ["system.conf.d/a.conf:2", "2**64-1"]),
+])
+def test_hostile_config_tree_is_refused(rel, text, words, tmp_path, capsys):
+    f = tmp_path / rel
+    f.parent.mkdir(parents=True)
+    f.write_text(text)
+    code, _, err = run(["audit", "--root", tmp_path], capsys)
+    assert_refused(code, err, *words)
+
+
+def test_hostile_config_tree_values_and_hostname_are_shown_escaped(tmp_path, capsys):
+    (tmp_path / "etc/sysctl.d").mkdir(parents=True)
+    (tmp_path / "etc/sysctl.d/99-x.conf").write_text(
+        "net.core.somaxconn = " + "9" * 5000 + "\nnet.ipv4.tcp_mem = 1e400 2 3\n"
+        "net.core.netdev_max_backlog = \x1b]0;pwn\x07\n")
+    (tmp_path / "etc/hostname").write_bytes(b"\xff\xfe\x1b[2J\n")
+    for fmt in ("table", "json"):
+        code, out, err = run(["audit", "--root", tmp_path, "-f", fmt], capsys)
+        assert code == 1, err
+        assert no_raw_controls(out)
