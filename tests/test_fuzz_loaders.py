@@ -32,6 +32,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tuneup import config, snapshot, waivers  # noqa: E402
 from tuneup.errors import TuneupError  # noqa: E402
+from tuneup.formats import OutputFormat, render  # noqa: E402
 from tuneup.rulebook import loader  # noqa: E402
 
 EXAMPLES = int(os.environ.get("TUNEUP_FUZZ_EXAMPLES", "60"))
@@ -39,8 +40,14 @@ CASE_SECONDS = 10          # generous: the machine is shared; a hang is minutes,
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 SLOWEST: dict[str, float] = collections.defaultdict(float)
 
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+SEED = os.environ.get("TUNEUP_FUZZ_SEED")   # unset: the same examples every run (derandomized)
+_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=SEED is None, database=None,
+                     suppress_health_check=list(HealthCheck))
+
+
+def SETTINGS(fn):  # noqa: N802 - used like hypothesis' settings decorator
+    fn = _SETTINGS(fn)
+    return hypothesis.seed(int(SEED))(fn) if SEED else fn
 
 
 class Hang(Exception):
@@ -182,14 +189,33 @@ EXPRESSIONS = ["(((((9**64)**64)**64)**64)**64) > 1", "connections ** 64", "(con
 
 @SETTINGS
 @given(data=st.data())
-def test_fuzz_snapshot_loader(data, tmp_path_factory):
+def test_fuzz_snapshot_loader_and_audit(data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("snap")
     if data.draw(st.booleans()):
         text = json.dumps(data.draw(mutated_doc(SNAP_BASE)), allow_nan=True)
     else:
         text = data.draw(mutated_text(json.dumps(SNAP_BASE, indent=1)))
     path = write(tmp, "s.json", text)
-    outcome("snapshot", lambda: snapshot.load(str(path)))
+
+    def load_and_audit():
+        # what `audit --snapshot` does with it: load, audit against the web profile, render
+        snap = snapshot.load(str(path))
+        report = _plan().audit(snap)
+        for fmt in (OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.MARKDOWN):
+            render(report, fmt)
+
+    outcome("snapshot", load_and_audit)
+
+
+_PLAN = []
+
+
+def _plan():
+    if not _PLAN:
+        from tuneup import run
+
+        _PLAN.append(run.plan("web", {}))
+    return _PLAN[0]
 
 
 @SETTINGS
