@@ -12,8 +12,8 @@ from typing import Any
 from tuneup import __version__
 from tuneup.engine import render
 from tuneup.formats import split_ref
-from tuneup.model import Fleet, Report, Status
 from tuneup.formats.safe import escaped
+from tuneup.model import Fleet, Report, Status
 
 TEMPLATE = "report.html.j2"
 _ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.UNKNOWN: 2, Status.WAIVED: 3, Status.SKIP: 4, Status.PASS: 5}

@@ -13,9 +13,26 @@ import dataclasses
 from typing import Any, TypeVar
 
 from tuneup.model import Finding, Fleet, Report
+from tuneup import textsafe
 from tuneup.textsafe import printable
 
 T = TypeVar("T", Report, Fleet)
+
+
+_UNSAFE = textsafe._UNSAFE
+_FINDING_FIELDS = tuple(f.name for f in dataclasses.fields(Finding))
+
+
+def _dirty(v: Any) -> bool:
+    """Whether v holds a string with a character printable() would escape (checked before copying:
+    almost every report has none, and a fleet has thousands of findings)."""
+    if isinstance(v, str):
+        return _UNSAFE.search(v) is not None
+    if isinstance(v, (tuple, list)):
+        return any(_dirty(x) for x in v)
+    if isinstance(v, dict):
+        return any(_dirty(k) or _dirty(x) for k, x in v.items())
+    return False
 
 
 def _value(v: Any) -> Any:
@@ -32,19 +49,21 @@ def _value(v: Any) -> Any:
 
 def _finding(f: Finding) -> Finding:
     changes = {}
-    for fld in dataclasses.fields(f):
-        v = getattr(f, fld.name)
-        # keep enum members (Status, Severity, Scope are str/int subclasses) as they are
-        if type(v) in (str, tuple, list, dict):
-            nv = _value(v)
-            if nv != v:
-                changes[fld.name] = nv
+    for name in _FINDING_FIELDS:
+        v = getattr(f, name)
+        # enum members (Status, Severity, Scope) are str/int subclasses: never touched
+        if type(v) in (str, tuple, list, dict) and _dirty(v):
+            changes[name] = _value(v)
     return dataclasses.replace(f, **changes) if changes else f
 
 
 def _report(r: Report) -> Report:
+    findings = tuple(_finding(f) for f in r.findings)
+    if not (_dirty(r.profile) or _dirty(r.params) or _dirty(r.host) or _dirty(r.origin)) and \
+            all(a is b for a, b in zip(findings, r.findings)):
+        return r
     return dataclasses.replace(r, profile=printable(r.profile), params=_value(r.params), host=_value(r.host),
-                               findings=tuple(_finding(f) for f in r.findings), origin=printable(r.origin))
+                               findings=findings, origin=printable(r.origin))
 
 
 def escaped(x: T) -> T:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tuneup.engine import render
-from tuneup.model import Fleet, Report, Status
 from tuneup.formats.safe import escaped
+from tuneup.model import Fleet, Report, Status
 
 _ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.UNKNOWN: 2, Status.WAIVED: 3, Status.SKIP: 4, Status.PASS: 5}
 
