@@ -97,7 +97,7 @@ def evaluate(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any
 
 
 def listener_label(lst: Mapping[str, Any]) -> str:
-    owner = f"{lst['process']} pid {lst['pid']}" if lst.get("pid") else "owner not visible"
+    owner = f"{lst.get('process') or '?'} pid {lst['pid']}" if lst.get("pid") else "owner not visible"
     return f"listener {lst['local']} ({owner})"
 
 
