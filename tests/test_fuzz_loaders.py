@@ -203,6 +203,13 @@ def test_fuzz_snapshot_loader_and_audit(data, tmp_path_factory):
         report = _plan().audit(snap)
         for fmt in (OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.MARKDOWN):
             render(report, fmt)
+        # and what `fix --snapshot` does with it: plan the fix, render the files and the summary
+        from tuneup.fixes import plan_fixes
+        from tuneup.fixes.render import render_files, summary
+
+        plan = _plan()
+        fixplan = plan_fixes(list(plan.book.rules.values()), plan.rules, snap, plan.profile.params, report, None)
+        summary(fixplan, render_files(fixplan), None)
 
     outcome("snapshot", load_and_audit)
 
