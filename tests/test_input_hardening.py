@@ -175,6 +175,14 @@ def test_waiver_with_hostile_rule_id_is_refused_escaped(tmp_path, capsys):
     assert_refused(code, err, "w.toml:1", "\\x1b]0;pwn")
 
 
+def test_waiver_with_a_huge_hosts_glob_is_refused(tmp_path, capsys):
+    snap = _write(tmp_path, "snap.json", snapshot.dumps(make_snapshot(STOCK)))
+    w = _write(tmp_path, "w.toml", f'[[waiver]]\nrule = "NET-SOMAXCONN"\nreason = "r"\nexpires = {FUTURE}\n'
+                                   f'hosts = ["{"[" * 100_000}"]\n')
+    code, out, err = run(["audit", "--snapshot", snap, "--waivers", w], capsys)
+    assert_refused(code, err, "w.toml:1", "hosts")
+
+
 def test_waiver_with_hostile_reason_is_shown_escaped(tmp_path, capsys):
     snap = _write(tmp_path, "snap.json", snapshot.dumps(make_snapshot(STOCK)))
     w = _write(tmp_path, "w.toml", f'[[waiver]]\nrule = "NET-SOMAXCONN"\nreason = "ok\\u001b[2J\\u2029"\n'
@@ -308,6 +316,8 @@ PROFILE_CASES = {
     "exclude a string": ('exclude = "CT-*"', "exclude"),
     "exclude with a number": ('exclude = ["CT-*", 5]', "exclude"),
     "description a table": ("description = {a = 1}", "description"),
+    "exclude a 100,000-character glob": ('exclude = ["' + "[" * 100_000 + 'CT-*"]', "exclude"),   # found by fuzzing
+    "exclude lower case": ('exclude = ["ct-*"]', "exclude"),
     "param value too large": ("params = { connections = 1e300 }", "parameter value"),
     "param value inf": ("params = { connections = inf }", "not finite"),
     "param value 5000 digits": ("params = { connections = " + "9" * 5000 + " }", "digits"),

@@ -103,8 +103,9 @@ def _build(e: Any, where: str) -> Waiver:
     hosts = e.get("hosts", ())
     if isinstance(hosts, str):
         hosts = (hosts,)
-    if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h for h in hosts):
-        raise WaiverError(f"{label}: hosts must be a hostname glob or a list of them", where)
+    if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and 0 < len(h) <= 255 for h in hosts):
+        raise WaiverError(f"{label}: hosts must be a hostname glob or a list of them (at most 255 characters each)",
+                          where)
     return Waiver(rule=rule.strip().upper(), reason=" ".join(reason.split()), expires=expires,
                   hosts=tuple(hosts), origin=where)
 

@@ -39,6 +39,8 @@ _ABSENT = {"pass": Status.PASS, "skip": Status.SKIP, "fail": Status.FAIL}
 # Largest parameter value (profiles.toml, tuneup.toml [params], --set): integers stay exact as floats
 # and every threshold computed from them stays far from overflow.
 MAX_PARAM = 2**53
+# A rule id or a glob of them (profile exclude): bounded, so matching stays cheap whatever the file says.
+_RULE_GLOB = re.compile(r"[A-Z0-9*?\[\]!_-]{1,200}")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -221,9 +223,10 @@ def _check_profile(book: Rulebook, name: str, spec: Any, where: str) -> None:
             raise ProfileError(f"profile {name!r} sets undeclared parameter {k!r}", where)
         _number(v, where)
     exclude = spec.get("exclude", [])
-    if not isinstance(exclude, list) or not all(isinstance(x, str) and x for x in exclude):
+    if not isinstance(exclude, list) or not all(isinstance(x, str) and _RULE_GLOB.fullmatch(x) for x in exclude):
         raise ProfileError(f"profile {name!r}: exclude must be a list of rule ids or globs "
-                           f"(exclude = [\"CT-*\"]), got {type(exclude).__name__}", where)
+                           f"(exclude = [\"CT-*\"]: capitals, digits, - * ? [ ], at most 200 characters), "
+                           f"got {type(exclude).__name__}", where)
 
 
 def _load_rules(book: Rulebook, path: Path) -> None:
