@@ -35,7 +35,7 @@ from tuneup.errors import TuneupError  # noqa: E402
 from tuneup.formats import OutputFormat, render  # noqa: E402
 from tuneup.rulebook import loader  # noqa: E402
 
-EXAMPLES = int(os.environ.get("TUNEUP_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("TUNEUP_FUZZ_EXAMPLES", "40"))
 CASE_SECONDS = 10          # generous: the machine is shared; a hang is minutes, not seconds
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 SLOWEST: dict[str, float] = collections.defaultdict(float)
