@@ -76,6 +76,10 @@ def parse_sets(items: Optional[list[str]]) -> dict[str, Union[int, float]]:
             raise UsageError(f"{item!r}: value must be finite", "--set")
         if value < 0:
             raise UsageError(f"{item!r}: value must not be negative", "--set")
+        from tuneup.rulebook.loader import MAX_PARAM
+
+        if value > MAX_PARAM:
+            raise UsageError(f"{name}: value must be at most {MAX_PARAM}", "--set")
         out[name] = value
     return out
 
@@ -404,7 +408,9 @@ def fix(
         write_tree(files, out_dir, force)
     write_output(summary(fixplan, files, str(out_dir) if out_dir else None), None, False)
     if out_dir is None and not apply_:
-        write_output("".join(f"==> {p} <==\n{t}\n" for p, t in sorted(files.items())), None, False)
+        from tuneup.textsafe import printable_block
+
+        write_output(printable_block("".join(f"==> {p} <==\n{t}\n" for p, t in sorted(files.items()))), None, False)
     if apply_:
         from tuneup.fixes import apply as applymod
 

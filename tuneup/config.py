@@ -17,6 +17,8 @@ Options given on the command line win over the file; --set NAME=VALUE wins over 
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,15 +55,60 @@ def _line(text: str, key: str) -> int:
     return 1
 
 
+def _trusted(uid: int) -> bool:
+    return uid in (0, os.geteuid())
+
+
+def _read_implicit(cand: Path) -> str | None:
+    """./tuneup.toml, read only if it is safe to trust (as git's safe.directory): a regular file
+    (a symlink only if that link is ours too) owned by the invoking user or root, not writable by
+    group or others. The file is checked through the descriptor it is read from, so it cannot be
+    swapped between the check and the read. None when there is no such file."""
+    where = str(cand)
+    try:
+        lst = os.lstat(cand)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", where) from None
+    how = f"pass it explicitly with --config {where} if you trust it"
+    if stat.S_ISLNK(lst.st_mode) and not _trusted(lst.st_uid):
+        raise ConfigError(f"not read: a symlink owned by uid {lst.st_uid} (neither you nor root); {how}", where)
+    try:
+        fd = os.open(cand, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", where) from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"not read: not a regular file; {how}", where)
+        if not _trusted(st.st_uid):
+            raise ConfigError(f"not read: owned by uid {st.st_uid} (neither you nor root); {how}", where)
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(f"not read: writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); {how}",
+                              where)
+        data = fh.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", where) from None
+
+
 def load(path: Path | None, cwd: Path | None = None) -> Config:
-    """--config FILE (must exist), else ./tuneup.toml if present, else defaults."""
+    """--config FILE (must exist, always read), else ./tuneup.toml if present and trusted, else defaults."""
     if path is None:
         cand = (cwd or Path.cwd()) / DEFAULT_NAME
-        if not cand.is_file():
+        text = _read_implicit(cand)
+        if text is None:
             return Config()
         path = cand
+    else:
+        text = read_text(path, ConfigError)
     where = str(path)
-    text = read_text(path, ConfigError)
     data = loads_toml(text, where, ConfigError)
     unknown = set(data) - _KEYS
     if unknown:
@@ -91,9 +138,11 @@ def _params(data: dict[str, Any], text: str, where: str) -> dict[str, int | floa
     loc = f"{where}:{_line(text, 'params')}"
     if not isinstance(params, dict):
         raise ConfigError("[params] must be a table of NAME = number", loc)
+    from tuneup.rulebook.loader import MAX_PARAM
+
     for k, v in params.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
-            raise ConfigError(f"params.{k} must be a non-negative number, got {v!r}", loc)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_PARAM:
+            raise ConfigError(f"params.{k} must be a number from 0 to {MAX_PARAM}, got {v!r}"[:300], loc)
     return dict(params)
 
 

@@ -136,7 +136,7 @@ def _no_server(rule: Rule, snapshot: Snapshot, names: dict[str, Any], all_facts:
 
 
 def listener_label(lst: Mapping[str, Any]) -> str:
-    owner = f"{lst['process']} pid {lst['pid']}" if lst.get("pid") else "owner not visible"
+    owner = f"{lst.get('process') or '?'} pid {lst['pid']}" if lst.get("pid") else "owner not visible"
     return f"listener {lst['local']} ({owner})"
 
 

@@ -13,6 +13,22 @@ import os
 import sys
 
 from tuneup.errors import TuneupError
+from tuneup.textsafe import printable
+
+_MAX_MESSAGE = 2000   # characters of one error line; the rest is cut (a hostile value can be long)
+
+
+def error_line(prefix: str, message: object) -> str:
+    """One line whatever the message holds: control characters (newlines, ESC, U+2028, lone
+    surrogates) escaped, and cut at a length a terminal can show."""
+    text = printable(message)
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE] + "..."
+    return f"tuneup: {prefix}{text}"
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
 
 EXIT_OK = 0          # nothing at or above --fail-on
 EXIT_FINDINGS = 1    # findings at or above --fail-on
@@ -41,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = _dispatch(args)
     except TuneupError as exc:
-        print(f"tuneup: error: {exc}", file=sys.stderr)
+        _say(error_line("error: ", exc))
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print("tuneup: interrupted", file=sys.stderr)
@@ -51,14 +67,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_OK)
     except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into an exit code
         if hasattr(exc, "exit_code") and hasattr(exc, "format_message"):   # click/typer usage error
-            print(f"tuneup: usage: {exc.format_message()}", file=sys.stderr)
+            _say(error_line("usage: ", exc.format_message()))
             sys.exit(EXIT_USAGE if exc.exit_code else EXIT_OK)
         if type(exc).__name__ == "Abort":
             print("tuneup: aborted", file=sys.stderr)
             sys.exit(130)
         if os.environ.get("TUNEUP_DEBUG"):
             raise
-        print(f"tuneup: internal error: {type(exc).__name__}: {exc} (set TUNEUP_DEBUG=1 for a traceback)",
-              file=sys.stderr)
+        _say(error_line("internal error: ", f"{type(exc).__name__}: {exc} (set TUNEUP_DEBUG=1 for a traceback)"))
         sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)

@@ -3,6 +3,8 @@ the file (and, for TOML, line and column)."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,131 @@ def read_text(path: Path | str, error: type[TuneupError]) -> str:
         raise error(f"cannot read: {exc.strerror}", where) from None
 
 
+# Bounds on what a parsed input file may hold: every value tuneup reads is a kernel number (at most
+# 64 bits), a short string or a shallow table, so anything past these is a broken or hostile file.
+MAX_DEPTH = 32          # nesting of arrays/objects/tables
+MAX_INT_DIGITS = 40     # decimal digits of an integer (2**64 has 20)
+
+
+class _Bad(Exception):
+    def __init__(self, message: str, token: str = "") -> None:
+        super().__init__(message)
+        self.token = token
+
+
+def _line_col(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    return f"{line}:{pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
+def _find(text: str, token: str) -> int:
+    m = re.search(r"(?<![\w.\"])" + re.escape(token) + r"(?![\w.])", text) if token else None
+    return m.start() if m else -1
+
+
+def _too_deep_at(text: str, limit: int) -> int:
+    """Offset of the first bracket nested deeper than limit (strings skipped), or -1."""
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return i
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return -1
+
+
+def _parse_int(s: str) -> int:
+    if len(s.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Bad(f"integer of {len(s.lstrip('-'))} digits (at most {MAX_INT_DIGITS})", s)
+    return int(s)
+
+
+def _parse_float(s: str) -> float:
+    v = float(s)
+    if not math.isfinite(v):
+        raise _Bad(f"number {s[:40]} is out of range", s)
+    return v
+
+
+def _parse_constant(s: str) -> float:
+    raise _Bad(f"{s} is not a number JSON allows", s)
+
+
+def check_tree(data: Any, where: str, error: type[TuneupError], root: str = "$") -> None:
+    """Refuse what a parser let through but tuneup cannot use: nesting deeper than MAX_DEPTH,
+    integers past MAX_INT_DIGITS digits, non-finite floats, and lone surrogates in strings or keys
+    (not text: they cannot be written out as UTF-8). The error names the path ($.host.hostname)."""
+    stack: list[tuple[Any, str, int]] = [(data, root, 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise error(f"{path}: string holds a lone surrogate (not text)", where)
+        elif isinstance(node, bool):
+            continue
+        elif isinstance(node, int):
+            if node.bit_length() > MAX_INT_DIGITS * 3.33:
+                raise error(f"{path}: integer too large (more than {MAX_INT_DIGITS} digits)", where)
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise error(f"{path}: number {node} is not finite", where)
+        elif isinstance(node, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise error(f"{path}: nested more than {MAX_DEPTH} deep", where)
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for k, v in items:
+                if isinstance(k, str) and _SURROGATE.search(k):
+                    raise error(f"{path}: key holds a lone surrogate (not text)", where)
+                if isinstance(k, str) and k.replace("-", "_").isidentifier():
+                    sub = f"{path}.{k}" if path else k
+                else:
+                    sub = f"{path}[{json.dumps(k)}]"
+                stack.append((v, sub, depth + 1))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads_json(text: str, where: str, error: type[TuneupError]) -> Any:
+    """json.loads that turns every way a file can be broken or hostile into error(..., FILE:LINE:COL):
+    syntax, nesting (100,000 deep), huge integers, 1e400/NaN/Infinity, lone surrogates."""
+    try:
+        data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except json.JSONDecodeError as exc:
+        raise error(f"invalid JSON: {exc.msg}", f"{where}:{exc.lineno}:{exc.colno}") from None
+    except _Bad as exc:
+        pos = _find(text, exc.token)
+        raise error(f"invalid JSON: {exc}", f"{where}:{_line_col(text, pos)}" if pos >= 0 else where) from None
+    except RecursionError:
+        pos = _too_deep_at(text, MAX_DEPTH)
+        raise error(f"invalid JSON: nested more than {MAX_DEPTH} deep",
+                    f"{where}:{_line_col(text, pos)}" if pos >= 0 else where) from None
+    check_tree(data, where, error)
+    return data
+
+
 def loads_toml(text: str, where: str, error: type[TuneupError]) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = _AT.search(str(exc))
         loc = f"{where}:{m.group(1)}:{m.group(2)}" if m else where
         raise error(f"invalid TOML: {_AT.sub('', str(exc)) or 'invalid TOML'}", loc) from None
+    except RecursionError:
+        pos = _too_deep_at(text, MAX_DEPTH)
+        raise error(f"invalid TOML: nested more than {MAX_DEPTH} deep",
+                    f"{where}:{_line_col(text, pos)}" if pos >= 0 else where) from None
+    except ValueError:   # an integer past Python's int_max_str_digits (4300)
+        m = re.search(r"\d{%d,}" % MAX_INT_DIGITS, text)
+        raise error(f"invalid TOML: integer longer than {MAX_INT_DIGITS} digits",
+                    f"{where}:{_line_col(text, m.start())}" if m else where) from None
+    check_tree(data, where, error, root="")
+    return data

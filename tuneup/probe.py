@@ -110,15 +110,27 @@ class ProbeResult:
     queued: int | None = None         # target: established by the kernel, never accepted (accept queue)
 
 
+# Bounds that make every probe end: the ramp lasts at most MAX_RAMP_S (connections / rate), and the
+# run at most about twice that plus a few timeouts (see _ramp's deadline).
+MIN_RATE = 0.1
+MAX_RATE = 10_000_000.0
+MAX_RAMP_S = 3600.0
+MIN_TIMEOUT = 0.01
+
+
 def validate(connections: int, rate: float, timeout: float) -> None:
     if connections < 1:
         raise UsageError("must be at least 1", "--connections")
     if connections > 10_000_000:
         raise UsageError("at most 10000000", "--connections")
-    if not rate > 0 or rate != rate or rate == float("inf"):
-        raise UsageError("must be a positive number of connections per second", "--rate")
-    if not timeout > 0 or timeout != timeout or timeout > 3600:
-        raise UsageError("must be a positive number of seconds (at most 3600)", "--timeout")
+    if not MIN_RATE <= rate <= MAX_RATE:   # NaN fails both comparisons
+        raise UsageError(f"must be from {MIN_RATE:g} to {MAX_RATE:g} connections per second", "--rate")
+    if connections / rate > MAX_RAMP_S:
+        raise UsageError(f"{connections} connections at {rate:g} per second would take {connections / rate:.0f} s; "
+                         f"the ramp may last at most {MAX_RAMP_S:g} s (raise --rate or lower --connections)",
+                         "--rate")
+    if not MIN_TIMEOUT <= timeout <= 3600:
+        raise UsageError(f"must be from {MIN_TIMEOUT:g} to 3600 seconds", "--timeout")
 
 
 # -- the stand-in listener -------------------------------------------------------------------------

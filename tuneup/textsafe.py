@@ -26,3 +26,14 @@ def printable(value: object) -> str:
 def printable_block(text: str) -> str:
     """Like printable(), but keeps newlines and tabs (for multi-line output we build ourselves)."""
     return "\n".join(_UNSAFE.sub(_esc, line.replace("\t", "    ")) for line in text.split("\n"))
+
+
+def block_safe(fn):
+    """Decorator for a function that returns text for a terminal: printable_block() on its result."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return printable_block(fn(*args, **kwargs))
+
+    return wrapper

@@ -20,14 +20,17 @@ import datetime as _dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+import re
 from pathlib import Path
 from typing import Any
 
 from tuneup.errors import TuneupError
 from tuneup.inputs import loads_toml, read_text
 from tuneup.model import Report, Status
+from tuneup.textsafe import printable
 
 _FIELDS = {"rule", "reason", "expires", "hosts"}
+_RULE_GLOB = re.compile(r"[A-Z0-9*?\[\]!_-]{1,200}")
 WAIVABLE = (Status.FAIL, Status.ERROR)
 
 
@@ -81,6 +84,9 @@ def _build(e: Any, where: str) -> Waiver:
             raise WaiverError(f"{label}: missing field {req!r}", where)
     if not isinstance(rule, str) or not rule.strip():
         raise WaiverError("waiver: 'rule' must be a non-empty string (a rule id)", where)
+    if not _RULE_GLOB.fullmatch(rule.strip().upper()):
+        raise WaiverError(f"waiver: 'rule' must be a rule id or glob (letters, digits, - * ? [ ]), "
+                          f"got {printable(rule)[:100]!r}", where)
     reason = e["reason"]
     if not isinstance(reason, str) or not reason.strip():
         raise WaiverError(f"{label}: 'reason' must be a non-empty string", where)
@@ -97,8 +103,9 @@ def _build(e: Any, where: str) -> Waiver:
     hosts = e.get("hosts", ())
     if isinstance(hosts, str):
         hosts = (hosts,)
-    if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h for h in hosts):
-        raise WaiverError(f"{label}: hosts must be a hostname glob or a list of them", where)
+    if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and 0 < len(h) <= 255 for h in hosts):
+        raise WaiverError(f"{label}: hosts must be a hostname glob or a list of them (at most 255 characters each)",
+                          where)
     return Waiver(rule=rule.strip().upper(), reason=" ".join(reason.split()), expires=expires,
                   hosts=tuple(hosts), origin=where)
 

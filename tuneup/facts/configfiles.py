@@ -298,8 +298,12 @@ def limits_files(root: Path) -> list[ConfFile]:
     return files + conf_files(root, (LIMITS_DIR,))
 
 
-def _limit_int(text: str) -> int:
-    return RLIM_INFINITY if text in ("unlimited", "infinity", "-1") else int(text)
+def _limit_int(text: str, where: str = "") -> int:
+    if text in ("unlimited", "infinity", "-1"):
+        return RLIM_INFINITY
+    if len(text) > 20 or int(text) > RLIM_INFINITY:   # an rlimit is 64 bits
+        raise ConfigFileError(f"limit {text[:30]!r} is larger than 2**64-1", where)
+    return int(text)
 
 
 def pam_facts(root: Path, item: str = "nofile") -> dict[str, Fact]:
@@ -319,7 +323,7 @@ def pam_facts(root: Path, item: str = "nofile") -> dict[str, Fact]:
             facts[key] = Fact(key, None, "no limits.conf or limits.d entry")
         else:
             src = e.where if e.domain == "*" else f"{e.where} (domain {e.domain})"
-            facts[key] = Fact(key, _limit_int(e.value), src)
+            facts[key] = Fact(key, _limit_int(e.value, e.where), src)
     return facts
 
 
@@ -360,7 +364,9 @@ def parse_rlimit(value: str, where: str) -> tuple[int, int] | None:
     try:
         nums = [RLIM_INFINITY if p.strip() == "infinity" else int(p.strip()) for p in parts]
     except ValueError:
-        raise ConfigFileError(f"bad limit value {value!r}", where) from None
+        raise ConfigFileError(f"bad limit value {value[:60]!r}", where) from None
+    if any(not 0 <= x <= RLIM_INFINITY for x in nums):
+        raise ConfigFileError(f"bad limit value {value[:60]!r}: not from 0 to 2**64-1", where)
     return (nums[0], nums[-1])
 
 
@@ -387,9 +393,14 @@ def manager_default(root: Path, name: str = "NOFILE") -> tuple[tuple[int, int], 
     return SYSTEMD_DEFAULT_NOFILE, "systemd default for services (1024 soft, 524288 hard since v240)"
 
 
+UNIT_NAME_MAX = 255   # systemd's UNIT_NAME_MAX (256 with the NUL; src/basic/unit-name.h)
+
+
 def unit_name(service: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9:_.\\@-]+", service):
         raise ConfigFileError(f"not a valid unit name: {service!r}", "--service")
+    if len(service if "." in service else f"{service}.service") > UNIT_NAME_MAX:
+        raise ConfigFileError(f"not a valid unit name: longer than {UNIT_NAME_MAX} characters", "--service")
     return service if "." in service else f"{service}.service"
 
 

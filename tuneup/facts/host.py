@@ -62,7 +62,9 @@ def identity(proc: str = "/proc") -> dict:
     name = dist.id() or "linux"
     version = dist.version(best=False)
     return {
-        "hostname": uname.nodename,
+        # os.uname() decodes undecodable bytes to lone surrogates: make them U+FFFD, text that can be
+        # printed and written to a snapshot
+        "hostname": uname.nodename.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
         "kernel": uname.release,
         "kernel_version": list(kernel_tuple(uname.release)),
         "arch": uname.machine,

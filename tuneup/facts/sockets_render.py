@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from tuneup.facts.counters import IMPORTANT_TCPEXT, Counters, Sample
 from tuneup.facts.sockets import Census
+from tuneup.textsafe import block_safe
 
 
 def _counters_dict(counters: Counters, sample: Sample | None) -> dict:
@@ -125,6 +126,7 @@ def _dash(v):
     return "-" if v is None else v
 
 
+@block_safe
 def to_table(census: Census, counters: Counters, sample: Sample | None = None) -> str:
     from tabulate import tabulate  # lazy: only people want tables
 

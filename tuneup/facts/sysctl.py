@@ -27,6 +27,8 @@ def parse_value(text: str) -> Value:
     parts = text.split()
     if not parts:
         return ""
+    if any(len(p) > 21 for p in parts):   # no kernel value has more digits than -(2**63)
+        return " ".join(parts)
     try:
         nums = tuple(int(p) for p in parts)
     except ValueError:

@@ -16,6 +16,7 @@ from typing import Any
 from tuneup import __version__
 from tuneup.fixes import FixItem, FixPlan, conf_name
 from tuneup.fixes.values import comment, rlimit_pair, safe, text_of
+from tuneup.textsafe import block_safe
 
 # Kubernetes "safe" sysctls (v1.26): settable without --allowed-unsafe-sysctls.
 K8S_SAFE = frozenset({"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
@@ -147,6 +148,7 @@ def render_files(plan: FixPlan) -> dict[str, str]:
     return files
 
 
+@block_safe
 def summary(plan: FixPlan, files: dict[str, str], out_dir: str | None) -> str:
     """What the fix does, for the operator: each setting and where it goes, what was not written."""
     from tuneup.engine import render

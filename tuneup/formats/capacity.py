@@ -7,6 +7,7 @@ from typing import Any
 
 from tuneup.capacity import Capacity, Limit
 from tuneup.compat import StrEnum, assert_never
+from tuneup.textsafe import block_safe
 
 
 class CapacityFormat(StrEnum):
@@ -59,6 +60,7 @@ def _rows(limits: tuple[Limit, ...], goal: int | None) -> list[list[str]]:
     return rows
 
 
+@block_safe
 def capacity_table(cap: Capacity) -> str:
     from tabulate import tabulate
 
@@ -120,6 +122,7 @@ def probe_dict(res) -> dict[str, Any]:
     }
 
 
+@block_safe
 def probe_table(res) -> str:
     from tabulate import tabulate
 

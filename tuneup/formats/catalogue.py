@@ -9,6 +9,7 @@ from tuneup.engine import host_names, render
 from tuneup.errors import ExprError
 from tuneup.model import Profile, Rule
 from tuneup.rulebook.loader import Rulebook, compile_expr
+from tuneup.textsafe import block_safe
 
 
 def rule_dict(book: Rulebook, rule: Rule) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+@block_safe
 def rules_list(book: Rulebook, rules: list[Rule], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([rule_dict(book, r) for r in rules], indent=2) + "\n"
@@ -110,6 +112,7 @@ def _markdown(book: Rulebook, rules: list[Rule]) -> str:
     return "\n".join(out)
 
 
+@block_safe
 def rule_show(book: Rulebook, rule: Rule, profile: Profile) -> str:
     host = host_names(_host_guess())
     names = {**host, **profile.params}
@@ -182,6 +185,7 @@ def _host_guess() -> dict[str, Any]:
     return host
 
 
+@block_safe
 def profiles_list(book: Rulebook, fmt: str) -> str:
     items = []
     for name in book.profile_defs:

@@ -10,6 +10,7 @@ from tuneup.diff import Diff, FactChange
 from tuneup.engine import render
 from tuneup.model import Finding
 from tuneup.snapshot import to_json_value
+from tuneup.textsafe import block_safe
 
 SCHEMA = "tuneup.diff/1"
 
@@ -61,6 +62,7 @@ def as_dict(d: Diff) -> dict[str, Any]:
     }
 
 
+@block_safe
 def _table(d: Diff) -> str:
     from tabulate import tabulate
 
@@ -83,6 +85,7 @@ def _table(d: Diff) -> str:
     return "\n".join(lines) + "\n"
 
 
+@block_safe
 def _markdown(d: Diff) -> str:
     from tuneup.formats.markdown import code, esc
 

@@ -12,6 +12,7 @@ from typing import Any
 from tuneup import __version__
 from tuneup.engine import render
 from tuneup.formats import split_ref
+from tuneup.formats.safe import escaped
 from tuneup.model import Fleet, Report, Status
 
 TEMPLATE = "report.html.j2"
@@ -54,6 +55,7 @@ def _host(report: Report, label: str, index: int) -> dict[str, Any]:
 
 
 def format_report(report: Report, **_: Any) -> str:
+    report = escaped(report)
     label = str(report.host.get("hostname", "?"))
     return _template().render(
         title=f"tuneup audit of {label}", version=__version__, profile=report.profile,
@@ -61,6 +63,7 @@ def format_report(report: Report, **_: Any) -> str:
 
 
 def format_fleet(fleet: Fleet, **_: Any) -> str:
+    fleet = escaped(fleet)
     labels = fleet.labels()
     hosts = [_host(r, label, i) for i, (label, r) in enumerate(zip(labels, fleet.reports), 1)]
     summary = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneup.engine import render
+from tuneup.formats.safe import escaped
 from tuneup.model import Finding, Fleet, Report, Status
 
 _ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.UNKNOWN: 2, Status.WAIVED: 3, Status.SKIP: 4, Status.PASS: 5}
@@ -69,6 +70,7 @@ def _report_body(report: Report, level: str = "###") -> list[str]:
 
 
 def format_report(report: Report, **_: Any) -> str:
+    report = escaped(report)
     params = ", ".join(f"{esc(k)}={v}" for k, v in report.params.items())
     bad = sum(1 for f in report.findings if f.status in (Status.FAIL, Status.ERROR))
     head = "## tuneup audit: " + (f"❌ {bad} failing" if bad else "✅ passing")
@@ -77,6 +79,7 @@ def format_report(report: Report, **_: Any) -> str:
 
 
 def format_fleet(fleet: Fleet, **_: Any) -> str:
+    fleet = escaped(fleet)
     labels = fleet.labels()
     n = len(fleet.reports)
     bad = [(label, r) for label, r in zip(labels, fleet.reports)

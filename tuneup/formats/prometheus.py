@@ -18,6 +18,7 @@ from typing import Any
 
 from tuneup import __version__
 from tuneup.model import RLIM_INFINITY, Fleet, Report, Status
+from tuneup.textsafe import printable
 
 FAILING = (Status.FAIL, Status.ERROR)
 
@@ -31,7 +32,10 @@ _HELP = {
 
 
 def _label(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    # newlines round-trip through the format's own escape; every other control character is shown
+    # escaped (tuneup.textsafe) so that `cat` of the file cannot drive a terminal
+    text = "\n".join(printable(part) for part in str(value).split("\n"))
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _labels(pairs: dict[str, Any]) -> str:

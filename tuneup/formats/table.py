@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneup.engine import render
+from tuneup.formats.safe import escaped
 from tuneup.model import Fleet, Report, Status
 
 _ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.UNKNOWN: 2, Status.WAIVED: 3, Status.SKIP: 4, Status.PASS: 5}
@@ -24,6 +25,7 @@ def _status(status: Status, text: str, color: bool) -> str:
 
 
 def format_report(report: Report, *, color: bool = False, **_: Any) -> str:
+    report = escaped(report)
     from tabulate import tabulate
 
     findings = sorted(report.findings, key=lambda f: (_ORDER[f.status], -f.severity, f.rule))
@@ -56,6 +58,7 @@ def format_report(report: Report, *, color: bool = False, **_: Any) -> str:
 
 def format_fleet(fleet: Fleet, *, color: bool = False, **_: Any) -> str:
     """One line per host, then the rules that fail on the most hosts."""
+    fleet = escaped(fleet)
     from tabulate import tabulate
 
     labels = fleet.labels()

@@ -43,12 +43,29 @@ def _span(rng: tuple[int, int]) -> int:
     return rng[1] - rng[0] + 1
 
 
+# Every integer an expression builds stays below MAX_BITS bits (about 3,000 decimal digits):
+# operations whose result would be larger are refused before they run, whatever the operands, so
+# no rule or parameter can make an evaluation hang or eat memory.
+MAX_BITS = 10_000
+_MAX_NDIGITS = 64
+
+
+class ExprTooLarge(ExprError):
+    """An intermediate result would exceed MAX_BITS (also found at load time for constants)."""
+
+
+def _round(x: Any, ndigits: Any = None) -> Any:
+    if ndigits is not None and (not isinstance(ndigits, int) or abs(ndigits) > _MAX_NDIGITS):
+        raise ExprError(f"round() digits must be an integer between -{_MAX_NDIGITS} and {_MAX_NDIGITS}")
+    return round(x) if ndigits is None else round(x, ndigits)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "max": max,
     "min": min,
     "int": int,
     "float": float,
-    "round": round,
+    "round": _round,
     "abs": abs,
     "ceil": math.ceil,
     "floor": math.floor,
@@ -76,10 +93,34 @@ class Expr:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
             raise ExprError(f"invalid expression {text!r}: {exc.msg}") from None
+        except (RecursionError, MemoryError):
+            raise ExprError(f"expression nested too deeply: {text!r}") from None
         self.text = text
         self.names: set[str] = set()
-        self._check(tree.body)
-        self._tree = tree.body
+        try:
+            self._check(tree.body)
+            self._tree = tree.body
+            self._fold_constants(tree.body)
+        except RecursionError:
+            raise ExprError(f"expression nested too deeply: {text!r}") from None
+
+    def _fold_constants(self, node: ast.AST) -> None:
+        """Evaluate every constant part (no names, no facts) once, at load time, so that a constant
+        too large to compute (`(9**64)**64`) is a load error, not a failing audit."""
+        if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Tuple, ast.List, ast.Compare,
+                                 ast.BoolOp, ast.IfExp, ast.Subscript)):
+            return
+        if not any(isinstance(n, ast.Name) or isinstance(n, ast.Call) and n.func.id in CONTEXT_FUNCTIONS
+                   for n in ast.walk(node)):
+            try:
+                _Eval({}, None, None, self.text).run(node)
+            except ExprTooLarge:
+                raise
+            except Exception:   # noqa: BLE001 - other failures (1/0 in an untaken branch) wait for evaluation
+                pass
+            return
+        for child in ast.iter_child_nodes(node):
+            self._fold_constants(child)
 
     def _check(self, node: ast.AST) -> None:
         if isinstance(node, ast.Constant):
@@ -148,11 +189,20 @@ class Expr:
             return _Eval(names, fact, has, self.text).run(self._tree)
         except ExprError:
             raise
-        except (TypeError, ValueError, ZeroDivisionError, IndexError, OverflowError) as exc:
+        except RecursionError:
+            raise ExprError(f"{self.text!r}: nested too deeply") from None
+        except (TypeError, ValueError, ZeroDivisionError, IndexError, OverflowError, ArithmeticError) as exc:
             raise ExprError(f"{self.text!r}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"Expr({self.text!r})"
+
+
+def _bits(v: Any) -> int:
+    """Bits of an int operand (bools are ints); floats count as their 1024-bit range at most."""
+    if isinstance(v, int):
+        return v.bit_length()
+    return 0
 
 
 class _Eval:
@@ -163,6 +213,28 @@ class _Eval:
         self.fact = fact
         self.has = has
         self.text = text
+
+    def _too_large(self) -> ExprTooLarge:
+        return ExprTooLarge(f"result would exceed {MAX_BITS} bits (about {MAX_BITS * 3 // 10} digits) "
+                            f"in {self.text!r}")
+
+    def _bound(self, op: ast.operator, a: Any, b: Any) -> None:
+        """Refuse, before computing it, an integer result larger than MAX_BITS."""
+        if isinstance(a, int) and isinstance(b, int):
+            if isinstance(op, ast.Pow):
+                if b > 0 and abs(a) > 1 and (_bits(a) - 1) * b > MAX_BITS:
+                    raise self._too_large()
+            elif isinstance(op, ast.Mult):
+                if _bits(a) + _bits(b) > MAX_BITS + 1:
+                    raise self._too_large()
+        for v in (a, b):
+            if isinstance(v, int) and _bits(v) > MAX_BITS:
+                raise self._too_large()
+
+    def _checked(self, v: Any) -> Any:
+        if isinstance(v, int) and _bits(v) > MAX_BITS:
+            raise self._too_large()
+        return v
 
     def run(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
@@ -183,10 +255,13 @@ class _Eval:
             op = node.op
             a, b = self.run(node.left), self.run(node.right)
             if isinstance(op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > _MAX_POW:
-                raise ExprError(f"exponent {b} too large in {self.text!r}")
+                raise ExprTooLarge(f"exponent {b} too large (at most {_MAX_POW}) in {self.text!r}")
             if isinstance(op, ast.Mult) and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
                 raise ExprError(f"cannot multiply sequences in {self.text!r}")
-            return _BINOPS[type(op)](a, b)
+            if isinstance(op, ast.Mod) and isinstance(a, str):
+                raise ExprError(f"no string formatting in {self.text!r}")
+            self._bound(op, a, b)
+            return self._checked(_BINOPS[type(op)](a, b))
         if isinstance(node, ast.UnaryOp):
             o = self.run(node.operand)
             if isinstance(node.op, ast.Not):
@@ -232,5 +307,5 @@ class _Eval:
                 if fn is None:
                     raise ExprError(f"{fname}() not available here: {self.text!r}")
                 return fn(key)
-            return FUNCTIONS[fname](*(self.run(a) for a in node.args))
+            return self._checked(FUNCTIONS[fname](*(self.run(a) for a in node.args)))
         raise ExprError(f"cannot evaluate {type(node).__name__} in {self.text!r}")  # pragma: no cover

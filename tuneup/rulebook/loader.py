@@ -36,6 +36,11 @@ _RULE_FIELDS = {
 _REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
 _ID_LINE = re.compile(r"""^id\s*=\s*["']([^"']+)["']""")
 _ABSENT = {"pass": Status.PASS, "skip": Status.SKIP, "fail": Status.FAIL}
+# Largest parameter value (profiles.toml, tuneup.toml [params], --set): integers stay exact as floats
+# and every threshold computed from them stays far from overflow.
+MAX_PARAM = 2**53
+# A rule id or a glob of them (profile exclude): bounded, so matching stays cheap whatever the file says.
+_RULE_GLOB = re.compile(r"[A-Z0-9*?\[\]!_-]{1,200}")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -179,17 +184,31 @@ def load(dirs: list[Path] | None = None) -> Rulebook:
 
 
 def _number(val: Any, where: str) -> int | float:
-    if isinstance(val, bool) or not isinstance(val, (int, float)):
-        raise ProfileError(f"parameter value must be a number, got {val!r}", where)
+    if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0 <= val <= MAX_PARAM:
+        raise ProfileError(f"parameter value must be a number from 0 to {MAX_PARAM}, got "
+                           f"{val!r}"[:300], where)
     return val
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    v = data.get(key, {})
+    if not isinstance(v, dict):
+        raise ProfileError(f"{key!r} must be a table ([{key}.NAME])", where)
+    return v
 
 
 def _load_profiles(book: Rulebook, path: Path) -> None:
     data, text = _read_toml(path)
-    for name, spec in data.get("param", {}).items():
+    def at(pattern: str) -> str:
+        return f"{path}:{_line_of(text, pattern) or 1}"
+
+    for name, spec in _table(data, "param", at(r"^\[?param\b")).items():
         where = f"{path}:{_line_of(text, _table_header('param', name)) or 1}"
         if not isinstance(spec, dict) or "default" not in spec:
             raise ProfileError(f"param {name!r} needs a default", where)
+        desc = spec.get("description", "")
+        if not isinstance(desc, str):
+            raise ProfileError(f"param {name!r}: description must be a string", where)
         derive = spec.get("derive")
         if derive is not None:
             try:
@@ -199,22 +218,45 @@ def _load_profiles(book: Rulebook, path: Path) -> None:
             if ex is None or ex.names - set(book.params):
                 raise ProfileError(f"param {name!r}: derive must be an expression over parameters declared "
                                    "before it", where)
-        book.params[name] = Param(name, _number(spec["default"], where), str(spec.get("description", "")), derive)
+        book.params[name] = Param(name, _number(spec["default"], where), desc, derive)
     if "default_profile" in data:
-        book.default_profile = str(data["default_profile"])
-    for name, spec in data.get("profile", {}).items():
+        dp = data["default_profile"]
+        if not isinstance(dp, str) or not dp:
+            raise ProfileError("default_profile must be a profile name (a string)", at(r"^default_profile\b"))
+        book.default_profile = dp
+    for name, spec in _table(data, "profile", at(r"^\[?profile\b")).items():
         where = f"{path}:{_line_of(text, _table_header('profile', name)) or 1}"
-        if not isinstance(spec, dict):
-            raise ProfileError(f"profile {name!r} must be a table", where)
-        unknown = set(spec) - {"description", "extends", "params", "exclude"}
-        if unknown:
-            raise ProfileError(f"profile {name!r}: unknown field(s) {', '.join(sorted(unknown))}", where)
-        params = spec.get("params", {})
-        for k, v in params.items():
-            if k not in book.params:
-                raise ProfileError(f"profile {name!r} sets undeclared parameter {k!r}", where)
-            _number(v, where)
+        _check_profile(book, name, spec, where)
         book.profile_defs[name] = {**spec, "_origin": where}
+
+
+def _check_profile(book: Rulebook, name: str, spec: Any, where: str) -> None:
+    """Every field of a [profile.NAME] table of the right type (exclude = "CT-*" is a list of one
+    glob, never a string split into characters)."""
+    if not isinstance(spec, dict):
+        raise ProfileError(f"profile {name!r} must be a table", where)
+    unknown = set(spec) - {"description", "extends", "params", "exclude"}
+    if unknown:
+        raise ProfileError(f"profile {name!r}: unknown field(s) {', '.join(sorted(unknown))}", where)
+    if not isinstance(spec.get("description", ""), str):
+        raise ProfileError(f"profile {name!r}: description must be a string", where)
+    extends = spec.get("extends")
+    if extends is not None and (not isinstance(extends, str) or not extends):
+        raise ProfileError(f"profile {name!r}: extends must be one profile name (a string), "
+                           f"got {type(extends).__name__}", where)
+    params = spec.get("params", {})
+    if not isinstance(params, dict):
+        raise ProfileError(f"profile {name!r}: params must be a table of NAME = number, "
+                           f"got {type(params).__name__}", where)
+    for k, v in params.items():
+        if k not in book.params:
+            raise ProfileError(f"profile {name!r} sets undeclared parameter {k!r}", where)
+        _number(v, where)
+    exclude = spec.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(x, str) and _RULE_GLOB.fullmatch(x) for x in exclude):
+        raise ProfileError(f"profile {name!r}: exclude must be a list of rule ids or globs "
+                           f"(exclude = [\"CT-*\"]: capitals, digits, - * ? [ ], at most 200 characters), "
+                           f"got {type(exclude).__name__}", where)
 
 
 def _load_rules(book: Rulebook, path: Path) -> None:
