@@ -48,6 +48,21 @@ class ConfigFileError(TuneupError):
 
 # ------------------------------------------------------------------------------------------------
 # sysctl.d
+#
+# systemd-sysctl (v252, src/sysctl/sysctl.c, checked against the real binary in tests/offline):
+#  - files: *.conf in /etc, /run, /usr/local/lib, /usr/lib, /lib sysctl.d; a name in an earlier
+#    directory masks it in later ones, whatever the entry is (a symlink to /dev/null, a dangling
+#    symlink); names starting with "." are skipped; sorted by name (strcmp), /etc/sysctl.conf only
+#    where a sysctl.d entry links to it.
+#  - keys: sysctl_normalize(): if the first separator is "." dots and slashes swap, then
+#    path_simplify() and the leading slash dropped; so "/net/core/x" is net.core.x.
+#  - one ordered table of keys: a later line with another value (or a "-key" without "=") removes
+#    the earlier entry and is appended; a later "-key" therefore cancels an earlier assignment.
+#  - apply: each entry in table order; a glob (* ? [) is glob(3) over /proc/sys, so "*" never
+#    crosses a "/" (a "." of the dotted key) and never matches a leading "."; a key that has an
+#    entry of its own (set or "-key") is never set by a glob.
+# procps `sysctl --system` (4.0.2) differs: it reads dot-files too, applies every line in order
+# (no cancelling "-key"), and applies /etc/sysctl.conf last even when 99-sysctl.conf links to it.
 
 @dataclass(frozen=True)
 class Assignment:
@@ -67,14 +82,51 @@ class Assignment:
     def where(self) -> str:
         return f"{self.source}:{self.line}"
 
+    @property
+    def path(self) -> str:
+        return sysctl_path(self.key)
 
-def normalize_key(key: str) -> str:
-    """sysctl.d(5): if the first separator is a slash, dots and slashes are interchanged."""
+
+def _swap(key: str) -> str:
+    return key.translate(str.maketrans("./", "/."))
+
+
+def _simplify(path: str) -> str:
+    lead = path.startswith("/")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    out = ("/" if lead else "") + "/".join(parts)
+    return out or ("/" if lead else "")
+
+
+def sysctl_path(key: str) -> str:
+    """systemd's sysctl_normalize(): the key as a path under /proc/sys ("net/core/somaxconn")."""
     key = key.strip()
     i = min((p for p in (key.find("."), key.find("/")) if p >= 0), default=-1)
-    if i >= 0 and key[i] == "/":
-        key = key.translate(str.maketrans("./", "/."))
+    if i >= 0 and key[i] == ".":
+        key = _swap(key)
+    key = _simplify(key)
+    if key.startswith("/") and len(key) > 1:
+        key = key[1:]
     return key
+
+
+def normalize_key(key: str) -> str:
+    """A key as tuneup names it (dotted; a "." inside a path component shown as "/")."""
+    return _swap(sysctl_path(key))
+
+
+def glob_matches(pattern: str, key: str) -> bool:
+    """glob(3) semantics over /proc/sys paths: component by component, "*" never crosses "/",
+    and a component starting with "." must be matched by a pattern component starting with "."."""
+    pp, kp = sysctl_path(pattern).split("/"), sysctl_path(key).split("/")
+    if len(pp) != len(kp):
+        return False
+    for a, b in zip(pp, kp):
+        if b.startswith(".") and not a.startswith("."):
+            return False
+        if not fnmatchcase(b, a):
+            return False
+    return True
 
 
 def parse_sysctl(text: str, source: str) -> list[Assignment]:
@@ -85,10 +137,11 @@ def parse_sysctl(text: str, source: str) -> list[Assignment]:
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
-        ignore = line.startswith("-")
-        if ignore:
-            line = line[1:].lstrip()
         key, sep, value = line.partition("=")
+        key = key.strip()
+        ignore = key.startswith("-")
+        if ignore:
+            key = key[1:]
         key = normalize_key(key)
         if not key:
             continue
@@ -107,7 +160,7 @@ class BootValue:
     key: str
     value: str
     winner: Assignment
-    assignments: tuple[Assignment, ...]   # in the order they are applied (winner last)
+    assignments: tuple[Assignment, ...]   # every line that sets it, in file order
 
     @property
     def conflict(self) -> bool:
@@ -116,15 +169,47 @@ class BootValue:
         return len({parse_value(a.value or "") for a in self.assignments}) > 1
 
 
-def resolve(assignments: list[Assignment], key: str) -> BootValue | None:
-    """The value the next boot gives key, from assignments in application order."""
-    explicit = [a for a in assignments if not a.glob and a.key == key]
-    chosen = [a for a in explicit if a.value is not None]
-    if not explicit:   # globs only apply to keys with no explicit line (set or excluded)
-        chosen = [a for a in assignments if a.glob and a.value is not None and fnmatchcase(key, a.key)]
-    if not chosen:
-        return None
-    return BootValue(key, chosen[-1].value or "", chosen[-1], tuple(chosen))
+def table(assignments: list[Assignment]) -> dict[str, Assignment]:
+    """systemd-sysctl's ordered option table: path -> the entry that stands, in application order."""
+    out: dict[str, Assignment] = {}
+    for a in assignments:
+        p = a.path
+        old = out.get(p)
+        if old is not None:
+            if old.value == a.value:
+                if a.ignore_failure and not old.ignore_failure:
+                    out[p] = Assignment(old.key, old.value, old.source, old.line, True)
+                continue
+            del out[p]
+        out[p] = a
+    return out
+
+
+def resolve(assignments: list[Assignment], key: str, applier: str = "systemd") -> BootValue | None:
+    """The value the next boot gives key, from assignments in file order (systemd-sysctl, or
+    procps `sysctl --system` with applier "procps")."""
+    path = sysctl_path(key)
+    history = [a for a in assignments if a.value is not None
+               and ((not a.glob and a.path == path) or (a.glob and glob_matches(a.key, key)))]
+    if applier == "procps":
+        if not history:
+            return None
+        return BootValue(key, history[-1].value or "", history[-1], tuple(history))
+    tab = table(assignments)
+    own = tab.get(path)
+    if own is not None and not own.glob:
+        if own.value is None:
+            return None        # a later "-key" cancelled it, and it keeps globs away
+        winner = own
+    else:
+        winner = None
+        for a in tab.values():   # globs in table order: the last write wins
+            if a.glob and a.value is not None and glob_matches(a.key, key):
+                winner = a
+        if winner is None:
+            return None
+    seen = [a for a in history if not a.glob or own is None]
+    return BootValue(key, winner.value or "", winner, tuple(seen))
 
 
 @dataclass(frozen=True)
@@ -144,31 +229,49 @@ def _inside(root: Path, link: Path) -> Path:
     return (root / target.lstrip("/")) if target.startswith("/") else (link.parent / target)
 
 
-def conf_files(root: Path, dirs: tuple[str, ...], suffix: str = ".conf") -> list[ConfFile]:
-    """Files of a systemd-style drop-in directory set: masking by name in directory order, sorted
-    by name. A file that is a symlink to /dev/null (or empty) masks the name and is left out."""
-    seen: dict[str, ConfFile | None] = {}
+def _name_key(name: str) -> bytes:
+    return os.fsencode(name)
+
+
+def conf_names(root: Path, dirs: tuple[str, ...], suffix: str = ".conf", hidden: bool = False) -> list[tuple[str, str, Path]]:
+    """(name, dir, path) of every entry that takes a name in a drop-in directory set (first
+    directory wins), whatever it is: a masking symlink, a dangling one, an unreadable file."""
+    seen: dict[str, tuple[str, str, Path]] = {}
     for d in dirs:
         base = root / d
         try:
-            entries = sorted(os.scandir(base), key=lambda e: e.name)
+            entries = sorted(os.scandir(base), key=lambda e: _name_key(e.name))
         except (FileNotFoundError, NotADirectoryError):
             continue
         except PermissionError:
             raise ConfigFileError("cannot list directory: permission denied", str(base)) from None
         for e in entries:
-            if not e.name.endswith(suffix) or e.name in seen:
+            if not e.name.endswith(suffix) or e.name in seen or (e.name.startswith(".") and not hidden):
                 continue
-            p = Path(e.path)
-            if p.is_symlink():
-                tgt = os.readlink(p)
-                if tgt == "/dev/null":
-                    seen[e.name] = None
+            try:
+                if e.is_dir(follow_symlinks=False):
                     continue
-            if not (p.is_file() or (p.is_symlink() and _inside(root, p).is_file())):
+            except OSError:
                 continue
-            seen[e.name] = ConfFile(e.name, p, _shown(root, f"{d}/{e.name}"))
-    return sorted((f for f in seen.values() if f is not None), key=lambda f: f.name)
+            seen[e.name] = (e.name, d, Path(e.path))
+    return sorted(seen.values(), key=lambda t: _name_key(t[0]))
+
+
+def conf_files(root: Path, dirs: tuple[str, ...], suffix: str = ".conf", hidden: bool = False) -> list[ConfFile]:
+    """Files of a systemd-style drop-in directory set: masking by name in directory order, sorted
+    by name. A symlink to /dev/null, a dangling symlink or an empty file masks the name and is left out."""
+    out = []
+    for name, d, p in conf_names(root, dirs, suffix, hidden):
+        if p.is_symlink():
+            tgt = os.readlink(p)
+            if tgt == "/dev/null":
+                continue
+            if not _inside(root, p).is_file():
+                continue
+        elif not p.is_file():
+            continue
+        out.append(ConfFile(name, p, _shown(root, f"{d}/{name}")))
+    return out
 
 
 def _read(path: Path, shown: str, root: Path) -> str:
@@ -181,15 +284,34 @@ def _read(path: Path, shown: str, root: Path) -> str:
         raise ConfigFileError(f"cannot read: {exc.strerror}", shown) from None
 
 
-def sysctl_files(root: Path) -> list[ConfFile]:
-    """sysctl.d files in application order; /etc/sysctl.conf last unless a sysctl.d entry links to it."""
-    files = conf_files(root, SYSCTL_DIRS)
+def boot_applier(root: Path) -> tuple[str, str]:
+    """Which program applies sysctl.d at boot: ("systemd" | "procps", evidence)."""
+    for rel in ("lib/systemd/systemd-sysctl", "usr/lib/systemd/systemd-sysctl"):
+        if (root / rel).exists() or (root / rel).is_symlink():
+            return "systemd", f"{_shown(root, rel)} (systemd-sysctl.service)"
+    if str(root) == "/" and Path("/run/systemd/system").is_dir():
+        return "systemd", "/run/systemd/system (booted with systemd)"
+    if (root / "etc/init.d/procps").is_file():
+        return "procps", f"{_shown(root, 'etc/init.d/procps')} (sysctl --system)"
+    return "systemd", "no systemd-sysctl and no procps init script found: systemd-sysctl assumed"
+
+
+def sysctl_files(root: Path, applier: str = "systemd") -> list[ConfFile]:
+    """sysctl.d files in application order. systemd: /etc/sysctl.conf only where a sysctl.d entry
+    links to it. procps: dot-files too, and /etc/sysctl.conf last in any case."""
+    files = conf_files(root, SYSCTL_DIRS, hidden=(applier == "procps"))
     conf = root / SYSCTL_CONF
-    if conf.is_file():
-        linked = any(f.path.is_symlink() and _same(_inside(root, f.path), conf) for f in files)
-        if not linked:
-            files.append(ConfFile("sysctl.conf", conf, _shown(root, SYSCTL_CONF)))
+    if applier == "procps" and conf.is_file():
+        files.append(ConfFile("sysctl.conf", conf, _shown(root, SYSCTL_CONF)))
     return files
+
+
+def sysctl_conf_unlinked(root: Path) -> bool:
+    """/etc/sysctl.conf exists but no sysctl.d entry links to it: systemd-sysctl never reads it."""
+    conf = root / SYSCTL_CONF
+    if not conf.is_file():
+        return False
+    return not any(f.path.is_symlink() and _same(_inside(root, f.path), conf) for f in conf_files(root, SYSCTL_DIRS))
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -199,24 +321,31 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def sysctl_assignments(root: Path) -> list[Assignment]:
+def sysctl_assignments(root: Path, applier: str = "systemd") -> list[Assignment]:
     out: list[Assignment] = []
-    for f in sysctl_files(root):
+    for f in sysctl_files(root, applier):
         out += parse_sysctl(_read(f.path, f.shown, root), f.shown)
     return out
 
 
-def boot_sysctl(root: Path, keys: set[str] | None = None) -> dict[str, BootValue]:
-    """key -> BootValue for the given keys (or every explicit key set in a file)."""
-    assigns = sysctl_assignments(root)
+def boot_sysctl(root: Path, keys: set[str] | None = None, applier: str | None = None) -> dict[str, BootValue]:
+    """key -> BootValue for the given keys (or every explicit key set in a file), as the tree's
+    boot applier (boot_applier()) computes it unless applier is given."""
+    applier = applier or boot_applier(root)[0]
+    assigns = sysctl_assignments(root, applier)
     if keys is None:
         keys = {a.key for a in assigns if not a.glob and a.value is not None}
     out = {}
     for k in sorted(keys):
-        bv = resolve(assigns, k)
+        bv = resolve(assigns, k, applier)
         if bv is not None:
             out[k] = bv
     return out
+
+
+def sysctl_names(root: Path) -> str:
+    """Every name in the sysctl.d directories, "/"-separated (a file name never holds "/")."""
+    return "/".join(n for n, _, _ in conf_names(root, SYSCTL_DIRS, hidden=True))
 
 
 def boot_facts(keys: set[str], root: Path, *, rootfs: bool) -> dict[str, Fact]:
@@ -225,13 +354,22 @@ def boot_facts(keys: set[str], root: Path, *, rootfs: bool) -> dict[str, Fact]:
     rootfs False (a live audit): boot.KEY = the value the next boot applies (absent when no file
     sets it), boot.conflict.KEY when files disagree. rootfs True (--root): KEY itself is the boot
     value, unknown when no file sets it (the kernel default applies, which a tree does not tell).
+    boot.sysctl_names: every file name in the sysctl.d directories (for naming the fix file);
+    boot.applier: which program applies them at boot.
     """
     from tuneup.facts.sysctl import parse_value
 
-    table = boot_sysctl(root, set(keys))
-    facts: dict[str, Fact] = {}
+    applier, evidence = boot_applier(root)
+    table_ = boot_sysctl(root, set(keys), applier)
+    facts: dict[str, Fact] = {
+        "boot.applier": Fact("boot.applier", applier, evidence),
+        "boot.sysctl_names": Fact("boot.sysctl_names", sysctl_names(root), "sysctl.d directories"),
+    }
+    if sysctl_conf_unlinked(root):
+        facts["boot.sysctl_conf_unlinked"] = Fact(
+            "boot.sysctl_conf_unlinked", 1, _shown(root, SYSCTL_CONF))
     for k in sorted(keys):
-        bv = table.get(k)
+        bv = table_.get(k)
         name = k if rootfs else f"boot.{k}"
         if bv is None:
             if rootfs:
