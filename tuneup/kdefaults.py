@@ -72,6 +72,18 @@ def conntrack(kernel: tuple[int, ...], ram_bytes: int, page: int = PAGE) -> tupl
                             "buckets above 4 GiB, 16384 above 1 GiB, max_factor 4")
 
 
+# keys the kernel no longer has, from the version that removed them
+REMOVED = {"net.ipv4.tcp_tw_recycle": ((4, 12), "removed in 4.12 (4396e46187ca)")}
+
+
+def absent(kernel: tuple[int, ...] | None, key: str) -> str | None:
+    """Why key does not exist on this kernel, or None."""
+    hit = REMOVED.get(key)
+    if kernel is None or hit is None:
+        return None
+    return hit[1] if tuple(kernel) >= hit[0] else None
+
+
 def _gib(ram: int) -> str:
     g = ram / 2**30
     return f"{g:.0f} GiB" if abs(g - round(g)) < 0.05 else f"{g:.1f} GiB"
@@ -113,6 +125,10 @@ def kernel_defaults(kernel: tuple[int, ...] | None, ram_bytes: int | None = None
     put("net.ipv4.ip_local_reserved_ports", "", "net/ipv4/af_inet.c: an empty bitmap")
     put("net.ipv4.tcp_wmem", (4096, 16384, 4194304),
         "net/ipv4/tcp.c tcp_init(): tcp_wmem = 4 KiB, 16 KiB, max(64 KiB, min(4 MiB, limit))")
+    if k >= (4, 20):
+        put("net.ipv4.tcp_rmem", (4096, 131072, 33554432 if k >= (6, 16) else 6291456),
+            "net/ipv4/tcp.c tcp_init(): tcp_rmem[1] = 131072 (a337531b942b, 4.20), tcp_rmem[2] = 6 MiB "
+            "(32 MiB since 572be9bf9d0d, 6.16)")
     put("net.netfilter.nf_conntrack_tcp_timeout_established", 432000,
         "net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts[TCP_CONNTRACK_ESTABLISHED] = 5 DAYS")
     # fixed host-global defaults
@@ -150,6 +166,21 @@ def kernel_defaults(kernel: tuple[int, ...] | None, ram_bytes: int | None = None
                 "fs/file_table.c files_maxfiles_init(): 10% of RAM in KiB (minus boot-time reservations, estimated)",
                 False, True)
     return out
+
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str, where: str) -> int:
+    """"8G", "8GiB", "512M", "8589934592" -> bytes (binary units)."""
+    import re
+
+    from tuneup.errors import UsageError
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text or "")
+    if not m:
+        raise UsageError(f"not a size (bytes, or a number with K, M, G, T): {text[:40]!r}", where)
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def describe(kernel: tuple[int, ...], ram_bytes: int | None) -> str:

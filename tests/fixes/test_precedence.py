@@ -118,7 +118,7 @@ def test_rootfs_facts_are_the_boot_values_and_unset_keys_are_unknown(tmp_path):
     write(tmp_path, "etc/sysctl.d/10-a.conf", "net.ipv4.ip_local_port_range = 1024 65535\n")
     facts = cf.boot_facts({"net.ipv4.ip_local_port_range", K}, tmp_path, rootfs=True)
     assert facts["net.ipv4.ip_local_port_range"].value == (1024, 65535)
-    assert facts[K].value is None and "no sysctl.d file" in facts[K].error
+    assert facts[K].value is None and "no sysctl.d line" in facts[K].error
 
 
 @pytest.mark.parametrize("raw,key", [("kernel.domainname", "kernel.domainname"), ("kernel/domainname", "kernel.domainname"),

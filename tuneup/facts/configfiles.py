@@ -348,35 +348,144 @@ def sysctl_names(root: Path) -> str:
     return "/".join(n for n, _, _ in conf_names(root, SYSCTL_DIRS, hidden=True))
 
 
-def boot_facts(keys: set[str], root: Path, *, rootfs: bool) -> dict[str, Fact]:
+# ------------------------------------------------------------------------------------------------
+# module-owned keys: they exist only once their module is loaded
+
+MODULE_KEYS = (("net.netfilter.nf_conntrack_", "nf_conntrack"), ("net.nf_conntrack_max", "nf_conntrack"),
+               ("net.bridge.", "br_netfilter"), ("net.ipv4.vs.", "ip_vs"))
+# modules that load nf_conntrack as a dependency
+_PULLS = {"nf_conntrack": ("nf_conntrack", "nf_nat", "xt_conntrack", "xt_state", "nft_ct", "xt_MASQUERADE",
+                           "iptable_nat", "nft_nat", "nft_chain_nat", "xt_nat", "nf_tables_inet")}
+MODULES_LOAD_DIRS = ("etc/modules-load.d", "run/modules-load.d", "usr/local/lib/modules-load.d",
+                     "usr/lib/modules-load.d", "lib/modules-load.d")
+UDEV_DIRS = ("etc/udev/rules.d", "run/udev/rules.d", "usr/lib/udev/rules.d", "lib/udev/rules.d")
+CONFIG_OPTION = {"nf_conntrack": "CONFIG_NF_CONNTRACK", "br_netfilter": "CONFIG_BRIDGE_NETFILTER", "ip_vs": "CONFIG_IP_VS"}
+
+
+def module_of(key: str) -> str | None:
+    for prefix, mod in MODULE_KEYS:
+        if key.startswith(prefix):
+            return mod
+    return None
+
+
+def _pulls(mod: str, name: str) -> bool:
+    name = name.replace("-", "_")
+    return name in _PULLS.get(mod, (mod,)) or (mod == "nf_conntrack" and name.startswith(("nf_conntrack", "nf_nat_")))
+
+
+def module_at_boot(root: Path, mod: str, release: str | None = None) -> tuple[bool, str]:
+    """Is mod loaded before (or re-applied after) systemd-sysctl at boot? (yes/no, where/why)."""
+    if release:
+        for rel in (f"boot/config-{release}", f"lib/modules/{release}/config", f"usr/lib/modules/{release}/config"):
+            try:
+                text = (root / rel).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if re.search(rf"^{CONFIG_OPTION.get(mod, '-')}=y$", text, re.M):
+                return True, f"built into the kernel ({_shown(root, rel)})"
+            break
+    files = conf_files(root, MODULES_LOAD_DIRS)
+    modules = root / "etc/modules"
+    if modules.is_file() and not any(f.path.is_symlink() and _same(_inside(root, f.path), modules) for f in files):
+        files.append(ConfFile("modules", modules, _shown(root, "etc/modules")))
+    for f in files:
+        for n, line in enumerate(_read(f.path, f.shown, root).splitlines(), 1):
+            name = line.split("#", 1)[0].strip()
+            if name and not name.startswith(";") and _pulls(mod, name.split()[0]):
+                return True, f"{f.shown}:{n} loads {name.split()[0]}"
+    for f in conf_files(root, UDEV_DIRS, suffix=".rules"):
+        for n, line in enumerate(_read(f.path, f.shown, root).splitlines(), 1):
+            if 'SUBSYSTEM=="module"' in line and mod in line and "sysctl" in line:
+                return True, f"{f.shown}:{n} re-applies sysctl.d when {mod} loads"
+    return False, (f"nothing loads {mod} before systemd-sysctl runs (no modules-load.d entry, no udev rule "
+                   f"re-running systemd-sysctl --prefix for it)")
+
+
+# ------------------------------------------------------------------------------------------------
+# lines the kernel rejects
+
+def rejected(key: str, bv: BootValue, table_: dict[str, BootValue], kernel: tuple[int, ...] | None) -> str | None:
+    """Why the kernel refuses the winning value of key with EINVAL, or None."""
+    from tuneup.facts.sysctl import parse_value
+
+    v = parse_value(bv.value)
+    if key == "net.ipv4.ip_local_port_range":
+        if not (isinstance(v, tuple) and len(v) == 2):
+            return f"{bv.value!r} is not two port numbers"
+        lo, hi = v
+        if not (1 <= lo <= 65535 and 1 <= hi <= 65535) or hi < lo:
+            return f"{lo} {hi} is not a range of ports (1 to 65535, low end first)"
+        if kernel is None or tuple(kernel) >= (4, 11):
+            up = table_.get("net.ipv4.ip_unprivileged_port_start")
+            start = parse_value(up.value) if up is not None else 1024
+            if isinstance(start, int) and lo < start:
+                where = up.winner.where if up is not None else "the default 1024"
+                return (f"the range starts at {lo}, below ip_unprivileged_port_start {start} ({where}): "
+                        "the kernel refuses it with EINVAL since 4.11")
+    if key == "net.ipv4.tcp_tw_reuse" and not (isinstance(v, int) and 0 <= v <= 2):
+        return f"{bv.value!r} is outside 0..2"
+    if key == "net.ipv4.tcp_syncookies" and not (isinstance(v, int) and 0 <= v <= 2):
+        return f"{bv.value!r} is outside 0..2"
+    if key in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.netfilter.nf_conntrack_max") and not (
+            isinstance(v, int) and 0 <= v <= 2**31 - 1):
+        return f"{bv.value!r} is not an integer from 0 to 2147483647"
+    return None
+
+
+def boot_facts(keys: set[str], root: Path, *, rootfs: bool, kernel: tuple[int, ...] | None = None,
+               release: str | None = None) -> dict[str, Fact]:
     """Facts for sysctl keys from the files under root.
 
     rootfs False (a live audit): boot.KEY = the value the next boot applies (absent when no file
     sets it), boot.conflict.KEY when files disagree. rootfs True (--root): KEY itself is the boot
-    value, unknown when no file sets it (the kernel default applies, which a tree does not tell).
-    boot.sysctl_names: every file name in the sysctl.d directories (for naming the fix file);
-    boot.applier: which program applies them at boot.
+    value, unknown when no file sets it (the caller fills in the kernel default).
+    A line that never applies (a module key whose module is loaded after systemd-sysctl, a value
+    the kernel rejects) does not count as the boot value: boot.module_key.KEY / boot.rejected.KEY
+    say which line and why. boot.sysctl_names: every file name in the sysctl.d directories (for
+    naming the fix file); boot.applier: which program applies them at boot.
     """
     from tuneup.facts.sysctl import parse_value
 
     applier, evidence = boot_applier(root)
-    table_ = boot_sysctl(root, set(keys), applier)
+    wanted = set(keys) | {"net.ipv4.ip_unprivileged_port_start"}
+    table_ = boot_sysctl(root, wanted, applier)
     facts: dict[str, Fact] = {
         "boot.applier": Fact("boot.applier", applier, evidence),
         "boot.sysctl_names": Fact("boot.sysctl_names", sysctl_names(root), "sysctl.d directories"),
     }
-    if sysctl_conf_unlinked(root):
-        facts["boot.sysctl_conf_unlinked"] = Fact(
-            "boot.sysctl_conf_unlinked", 1, _shown(root, SYSCTL_CONF))
+    if applier == "systemd" and sysctl_conf_unlinked(root):
+        conf = root / SYSCTL_CONF
+        lines = parse_sysctl(_read(conf, _shown(root, SYSCTL_CONF), root), _shown(root, SYSCTL_CONF))
+        sets = [a for a in lines if a.value is not None]
+        if sets:
+            facts["boot.sysctl_conf_unread"] = Fact(
+                "boot.sysctl_conf_unread", "; ".join(f"{a.where} sets {a.key} = {a.value}" for a in sets[:5])
+                + (f"; and {len(sets) - 5} more" if len(sets) > 5 else ""), _shown(root, SYSCTL_CONF))
+    modules: dict[str, tuple[bool, str]] = {}
     for k in sorted(keys):
         bv = table_.get(k)
         name = k if rootfs else f"boot.{k}"
-        if bv is None:
+        never = None
+        if bv is not None:
+            mod = module_of(k)
+            if mod is not None:
+                if mod not in modules:
+                    modules[mod] = module_at_boot(root, mod, release)
+                ok, why = modules[mod]
+                if not ok:
+                    never = f"{bv.winner.where} sets {k} = {bv.value}, but {why}: the line is never applied at boot"
+                    facts[f"boot.module_key.{k}"] = Fact(f"boot.module_key.{k}", never, bv.winner.where)
+            bad = rejected(k, bv, table_, kernel)
+            if bad and never is None:
+                never = f"this line never applies: {bv.winner.where} sets {k} = {bv.value}, but {bad}"
+                facts[f"boot.rejected.{k}"] = Fact(f"boot.rejected.{k}", never, bv.winner.where)
+        if bv is None or never is not None:
             if rootfs:
                 facts[name] = Fact(name, None, f"sysctl.d under {root}",
-                                   error="no sysctl.d file sets it (the kernel default applies at boot)")
+                                   error="no sysctl.d line that applies at boot sets it (the kernel default applies)")
             else:
-                facts[name] = Fact(name, None, "no sysctl.d file sets it")
+                facts[name] = Fact(name, None, "no sysctl.d line that applies at boot sets it")
             continue
         facts[name] = Fact(name, parse_value(bv.value), bv.winner.where)
         if bv.conflict:
@@ -517,12 +626,14 @@ def _file(root: Path, rel: str) -> list[ConfFile]:
     return [ConfFile(Path(rel).name, p, _shown(root, rel))] if p.is_file() else []
 
 
-def manager_default(root: Path, name: str = "NOFILE") -> tuple[tuple[int, int], str]:
+def manager_default(root: Path, name: str = "NOFILE", systemd: int | None = None) -> tuple[tuple[int, int], str]:
     files = _file(root, SYSTEMD_CONF) + conf_files(root, SYSTEMD_CONF_DIRS)
     hit = _last_setting(files, root, "Manager", f"DefaultLimit{name}")
     if hit:
         return hit
-    return SYSTEMD_DEFAULT_NOFILE, "systemd default for services (1024 soft, 524288 hard since v240)"
+    from tuneup.kdefaults import systemd_nofile_default
+
+    return systemd_nofile_default(systemd)
 
 
 def unit_name(service: str) -> str:
@@ -547,7 +658,8 @@ def unit_files(root: Path, unit: str) -> list[ConfFile]:
     return main + dropins
 
 
-def service_limit_facts(root: Path, service: str | None, name: str = "nofile") -> tuple[dict[str, Fact], str]:
+def service_limit_facts(root: Path, service: str | None, name: str = "nofile",
+                        systemd: int | None = None) -> tuple[dict[str, Fact], str]:
     """rlimit.nofile.soft/hard as systemd would give the service (or any service, without one),
     from its unit and drop-ins, else DefaultLimitNOFILE, else systemd's default; plus a label."""
     upper = name.upper()
@@ -557,7 +669,7 @@ def service_limit_facts(root: Path, service: str | None, name: str = "nofile") -
         label = f"{unit} (from its unit files)"
     else:
         hit, label = None, "any systemd service (DefaultLimitNOFILE; give --service NAME for one unit)"
-    (soft, hard), where = hit or manager_default(root, upper)
+    (soft, hard), where = hit or manager_default(root, upper, systemd)
     facts = {f"rlimit.{name}.soft": Fact(f"rlimit.{name}.soft", soft, where),
              f"rlimit.{name}.hard": Fact(f"rlimit.{name}.hard", hard, where)}
     if service:
@@ -565,17 +677,19 @@ def service_limit_facts(root: Path, service: str | None, name: str = "nofile") -
     return facts, label
 
 
-def snapshot_facts(root: Path, sysctl_keys: set[str], service: str | None, *, rootfs: bool) -> tuple[dict[str, Fact], str]:
+def snapshot_facts(root: Path, sysctl_keys: set[str], service: str | None, *, rootfs: bool,
+                   systemd: int | None = None, kernel: tuple[int, ...] | None = None,
+                   release: str | None = None) -> tuple[dict[str, Fact], str]:
     """Everything the config files under root say: sysctl boot values, PAM and systemd limits.
 
     With a service (or for a tree, where there is no live process), rlimit.nofile.* are what systemd
     gives that service (or any service); the label says whose limits they are."""
     try:
-        facts = boot_facts(sysctl_keys, root, rootfs=rootfs)
+        facts = boot_facts(sysctl_keys, root, rootfs=rootfs, kernel=kernel, release=release)
         facts.update(pam_facts(root))
         label = ""
         if rootfs or service:
-            lim, label = service_limit_facts(root, service)
+            lim, label = service_limit_facts(root, service, systemd=systemd)
             facts.update(lim)
     except PermissionError as exc:
         raise ConfigFileError("cannot read: permission denied", exc.filename or str(root)) from None
