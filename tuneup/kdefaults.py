@@ -94,8 +94,10 @@ def kernel_defaults(kernel: tuple[int, ...] | None, ram_bytes: int | None = None
     """Boot values of the keys this model knows, for a kernel version (None: unknown, nothing is
     computed), RAM in bytes (None: RAM-dependent keys left out), possible CPUs, and the systemd
     version that runs as PID 1 (None: not systemd or unknown)."""
-    if kernel is None:
-        return {}
+    if kernel is None:   # only what every kernel from 3.10 on boots with
+        old = kernel_defaults((3, 10, 0), ram_bytes, cpus, systemd)
+        new = kernel_defaults((7, 0, 0), ram_bytes, cpus, systemd)
+        return {key: d for key, d in new.items() if key in old and old[key].value == d.value}
     k = tuple(kernel) + (0,) * (3 - len(kernel))
     out: dict[str, Default] = {}
 
@@ -183,8 +185,13 @@ def parse_size(text: str, where: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def describe(kernel: tuple[int, ...], ram_bytes: int | None) -> str:
-    ver = ".".join(str(x) for x in kernel[:2])
+# counters of a running kernel: a config tree has none
+LIVE_ONLY = frozenset({"fs.file-nr", "fs.inode-nr", "fs.inode-state", "fs.dentry-state",
+                       "net.netfilter.nf_conntrack_count", "kernel.random.entropy_avail"})
+
+
+def describe(kernel: tuple[int, ...] | None, ram_bytes: int | None) -> str:
+    ver = ".".join(str(x) for x in kernel[:2]) if kernel else "any version from 3.10"
     return f"kernel default for {ver}" + (f" with {_gib(ram_bytes)}" if ram_bytes else "")
 
 

@@ -166,9 +166,19 @@ def _need(params: Mapping[str, Any]) -> int | None:
 
 
 def name_sources(findings: Iterable[Finding], snapshot: Snapshot) -> tuple[Finding, ...]:
-    """For a filesystem tree, a failing finding names the file and line that set the value."""
+    """For a filesystem tree: a failing finding names the file and line that set the value; a
+    finding judged on a computed kernel default says so; a rule about what a running host is
+    doing (sockets, counters, fs.file-nr, the conntrack count) is not applicable to a config tree."""
     if not snapshot.origin.startswith("root:"):
         return tuple(findings)
-    return tuple(replace(f, message=f"{f.message} (set at {f.source})")
-                 if f.status is Status.FAIL and f.source and ".conf:" in f.source and f.source not in f.message
-                 else f for f in findings)
+    out = []
+    for f in findings:
+        if f.status is Status.UNKNOWN and "not collected in this snapshot" in f.message:
+            f = replace(f, status=Status.SKIP,
+                        message=f"not applicable to a config tree: {f.key} is observed on a running host")
+        elif f.source.startswith(("kernel default", "systemd")) and f.status in (Status.PASS, Status.FAIL):
+            f = replace(f, message=f"{f.message} ({f.source})")
+        elif f.status is Status.FAIL and f.source and ".conf:" in f.source and f.source not in f.message:
+            f = replace(f, message=f"{f.message} (set at {f.source})")
+        out.append(f)
+    return tuple(out)

@@ -105,7 +105,9 @@ def collect_root(keys: Iterable[str], root: Path, service: str | None = None, ke
                                                   rootfs=True, systemd=systemd, kernel=version, release=release)
     pid1 = systemd if systemd is not None and _init_is_systemd(root) else None
     defaults = kdefaults.kernel_defaults(version, ram_bytes, None, pid1)
-    label = kdefaults.describe(version, ram_bytes) if version else ""
+    label = kdefaults.describe(version, ram_bytes)
+    for k in kdefaults.LIVE_ONLY:
+        facts.pop(k, None)
     for k in sorted(keys):
         f = facts.get(k)
         if f is None or f.value is not None or not sysctl.is_sysctl(k):

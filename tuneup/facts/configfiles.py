@@ -403,6 +403,138 @@ def module_at_boot(root: Path, mod: str, release: str | None = None) -> tuple[bo
 
 
 # ------------------------------------------------------------------------------------------------
+# tuned: a boot-value source over sysctl.d (tuned/plugins/plugin_sysctl.py, tuned 2.20)
+#  tuned.service starts after systemd-sysctl and writes the active profile's [sysctl] values
+#  (included profiles first, the profile itself last; "key=>N" sets N only where the value is
+#  lower); with reapply_sysctl = 1 (the default, tuned-main.conf) it then re-applies every line of
+#  /run/sysctl.d and /etc/sysctl.d (not /usr/lib) in name order and /etc/sysctl.conf, so those win.
+
+TUNED_DIRS = ("etc/tuned", "usr/lib/tuned")
+
+
+@dataclass(frozen=True)
+class TunedValue:
+    key: str
+    value: str
+    where: str
+    at_least: bool = False   # "key=>N"
+
+
+def tuned_state(root: Path) -> tuple[list[str], str, bool]:
+    """(active profiles, why, reapply_sysctl) when tuned runs at boot; ([], why, True) otherwise."""
+    try:
+        names = (root / "etc/tuned/active_profile").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        return [], "no etc/tuned/active_profile", True
+    if not names:
+        return [], "etc/tuned/active_profile is empty", True
+    wants = root / "etc/systemd/system"
+    try:
+        enabled = [d for d in os.listdir(wants) if d.endswith(".wants")
+                   and os.path.lexists(wants / d / "tuned.service")]
+    except OSError:
+        enabled = []
+    if not enabled:
+        return [], "tuned.service is not enabled (no etc/systemd/system/*.wants/tuned.service)", True
+    reapply = True
+    try:
+        for line in (root / "etc/tuned/tuned-main.conf").read_text(encoding="utf-8", errors="replace").splitlines():
+            k, sep, v = line.split("#", 1)[0].partition("=")
+            if sep and k.strip() == "reapply_sysctl":
+                reapply = v.strip().lower() not in ("0", "false", "no", "off")
+    except OSError:
+        pass
+    mode = ""
+    try:
+        mode = (root / "etc/tuned/profile_mode").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        pass
+    return names, f"etc/tuned/active_profile ({' '.join(names)}{', ' + mode if mode else ''})", reapply
+
+
+def _tuned_profile(root: Path, name: str) -> ConfFile | None:
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        return None
+    for d in TUNED_DIRS:
+        p = root / d / name / "tuned.conf"
+        if p.is_file():
+            return ConfFile(name, p, _shown(root, f"{d}/{name}/tuned.conf"))
+    return None
+
+
+def tuned_sysctl(root: Path, names: list[str], depth: int = 0, seen: set | None = None) -> list[TunedValue]:
+    """[sysctl] values of the profiles in the order tuned applies them (includes first)."""
+    seen = set() if seen is None else seen
+    out: list[TunedValue] = []
+    if depth > 10:
+        return out
+    for name in names:
+        if name in seen:
+            continue
+        seen.add(name)
+        f = _tuned_profile(root, name)
+        if f is None:
+            continue
+        section = ""
+        own: list[TunedValue] = []
+        includes: list[str] = []
+        for n, raw in enumerate(_read(f.path, f.shown, root).splitlines(), 1):
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1].strip()
+                continue
+            k, sep, v = line.partition("=")
+            if not sep:
+                continue
+            k, v = k.strip(), v.strip()
+            if section == "main" and k == "include":
+                includes += [x for x in re.split(r"[\s,]+", v) if x and "$" not in x]
+            elif section == "sysctl" and "$" not in v:
+                at_least = v.startswith(">")
+                out_v = v[1:].strip() if at_least else v
+                own.append(TunedValue(normalize_key(k), out_v, f"{f.shown}:{n}", at_least))
+        out += tuned_sysctl(root, includes, depth + 1, seen) + own
+    return out
+
+
+def tuned_overlay(root: Path, table_: dict[str, BootValue], keys: set[str]) -> tuple[dict[str, BootValue], str]:
+    """table_ with tuned's boot writes on top (and the re-applied sysctl.d lines after them)."""
+    from tuneup.facts.sysctl import parse_value
+
+    names, why, reapply = tuned_state(root)
+    if not names:
+        return table_, ""
+    values = tuned_sysctl(root, names)
+    out = dict(table_)
+    for tv in values:
+        if tv.key not in keys:
+            continue
+        prev = out.get(tv.key)
+        value = tv.value
+        if tv.at_least and prev is not None:
+            a, b = parse_value(prev.value), parse_value(tv.value)
+            if isinstance(a, int) and isinstance(b, int) and a >= b:
+                value = prev.value
+        src = Assignment(tv.key, value, tv.where.rsplit(":", 1)[0], int(tv.where.rsplit(":", 1)[1]))
+        if value == tv.value:
+            out[tv.key] = BootValue(tv.key, value, src, ((prev.assignments if prev else ()) + (src,)))
+    if reapply:
+        files = conf_files(root, ("run/sysctl.d", "etc/sysctl.d"))
+        conf = root / SYSCTL_CONF
+        if conf.is_file():
+            files.append(ConfFile("sysctl.conf", conf, _shown(root, SYSCTL_CONF)))
+        for f in files:
+            for a in parse_sysctl(_read(f.path, f.shown, root), f.shown):
+                if a.value is None or a.glob or a.key not in keys:
+                    continue
+                prev = out.get(a.key)
+                out[a.key] = BootValue(a.key, a.value, a, ((prev.assignments if prev else ()) + (a,)))
+    return out, f"tuned ({why}, reapply_sysctl={'1' if reapply else '0'})"
+
+
+# ------------------------------------------------------------------------------------------------
 # lines the kernel rejects
 
 def rejected(key: str, bv: BootValue, table_: dict[str, BootValue], kernel: tuple[int, ...] | None) -> str | None:
@@ -450,10 +582,13 @@ def boot_facts(keys: set[str], root: Path, *, rootfs: bool, kernel: tuple[int, .
     applier, evidence = boot_applier(root)
     wanted = set(keys) | {"net.ipv4.ip_unprivileged_port_start"}
     table_ = boot_sysctl(root, wanted, applier)
+    table_, tuned = tuned_overlay(root, table_, wanted)
     facts: dict[str, Fact] = {
         "boot.applier": Fact("boot.applier", applier, evidence),
         "boot.sysctl_names": Fact("boot.sysctl_names", sysctl_names(root), "sysctl.d directories"),
     }
+    if tuned:
+        facts["boot.tuned"] = Fact("boot.tuned", tuned_state(root)[0][-1], tuned)
     if applier == "systemd" and sysctl_conf_unlinked(root):
         conf = root / SYSCTL_CONF
         lines = parse_sysctl(_read(conf, _shown(root, SYSCTL_CONF), root), _shown(root, SYSCTL_CONF))
