@@ -140,3 +140,19 @@ def test_procps_tree(trees):
     build(root, {"etc/sysctl.conf": "net.core.somaxconn = 8192\n"})
     facts = cf.boot_facts({"net.core.somaxconn"}, root, rootfs=True)
     assert facts["net.core.somaxconn"].value == 8192 and facts["net.core.somaxconn"].source == "etc/sysctl.conf:1"
+
+
+def test_fix_loads_the_module_and_offers_a_tuned_child_profile(trees, tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "tuneup", "fix", "--root", str(trees["tuned"]), "--ram", "8G",
+                        "--set", "connections=2000000", "--out-dir", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loads = list((out / "etc/modules-load.d").iterdir())
+    assert len(loads) == 1 and "\nnf_conntrack\n" in loads[0].read_text()
+    assert "options nf_conntrack hashsize=" in (out / "etc/modprobe.d/99-tuneup.conf").read_text()
+    child = (out / "etc/tuned/tuneup-atomic-guest/tuned.conf").read_text()
+    assert "include=atomic-guest" in child and "net.netfilter.nf_conntrack_max=" in child
+    # the sysctl.d file sorts after every name in the tree's sysctl.d directories
+    names = cf.sysctl_names(trees["tuned"]).split("/")
+    ours = [p.name for p in (out / "etc/sysctl.d").iterdir()]
+    assert len(ours) == 1 and all(ours[0].encode() > n.encode() for n in names)

@@ -604,7 +604,7 @@ def boot_facts(keys: set[str], root: Path, *, rootfs: bool, kernel: tuple[int, .
         never = None
         if bv is not None:
             mod = module_of(k)
-            if mod is not None:
+            if mod is not None and "/tuned/" not in bv.winner.source:   # tuned writes after the firewall loaded it
                 if mod not in modules:
                     modules[mod] = module_at_boot(root, mod, release)
                 ok, why = modules[mod]

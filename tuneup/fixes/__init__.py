@@ -63,6 +63,7 @@ class FixPlan:
     rootfs: bool = False
     setters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # area -> basenames setting our keys
     notes: tuple[str, ...] = ()
+    tuned_profile: str | None = None    # the active tuned profile, when tuned applies sysctls at boot
 
     def of_kind(self, kind: str) -> list[FixItem]:
         return [i for i in self.items if i.kind == kind]
@@ -179,7 +180,7 @@ def plan_fixes(all_rules: Sequence[Rule], profile_rules: Sequence[Rule], snapsho
     unit, notes = _service(snapshot, service, items, rootfs)
     return FixPlan(items=items, skipped=tuple(skipped.values()), profile=report.profile, host=dict(snapshot.host),
                    service=unit, child_netns=child, rootfs=rootfs, setters=_setters(snapshot, items),
-                   notes=tuple(notes))
+                   notes=tuple(notes), tuned_profile=_tuned(snapshot))
 
 
 def _limit_value(all_rules: Sequence[Rule], tgt: tuple[str, str], value: int | tuple[int, ...],
@@ -266,6 +267,13 @@ def _service(snapshot: Snapshot, service: str | None, items: tuple[FixItem, ...]
             notes.append("no --service given and the audited process is not a systemd service: process limits "
                          "go to limits.d, which applies to login sessions only (services: --service NAME)")
     return unit, notes
+
+
+def _tuned(snapshot: Snapshot) -> str | None:
+    f = snapshot.facts.get("boot.tuned")
+    if f is not None and isinstance(f.value, str) and re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", f.value):
+        return f.value
+    return None
 
 
 def _setters(snapshot: Snapshot, items: tuple[FixItem, ...]) -> dict[str, tuple[str, ...]]:
