@@ -76,6 +76,9 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
             facts.update(observe.process_socket_facts(pid, listeners, proc))
         targets.append(info)
     ident = host.identity(proc)
+    applier = facts.get("boot.applier")
+    if applier is not None:
+        ident["sysctl_at_boot"] = f"{applier.value} ({applier.source})"
     if limits_of:
         ident["limits_of"] = limits_of
     return Snapshot(
@@ -129,6 +132,9 @@ def collect_root(keys: Iterable[str], root: Path, service: str | None = None, ke
     ident.update({"kernel": f"{release} ({why})" if release else f"unknown ({why})",
                   "kernel_release": release or "", "kernel_version": list(version) if version else None,
                   "kernel_why": why, "systemd": systemd, "systemd_source": systemd_where})
+    applier = facts.get("boot.applier")
+    if applier is not None:
+        ident["sysctl_at_boot"] = f"{applier.value} ({applier.source})"
     if ram_bytes:
         ident["mem_total_bytes"] = int(ram_bytes)
     return Snapshot(
