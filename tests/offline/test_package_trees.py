@@ -156,3 +156,13 @@ def test_fix_loads_the_module_and_offers_a_tuned_child_profile(trees, tmp_path):
     names = cf.sysctl_names(trees["tuned"]).split("/")
     ours = [p.name for p in (out / "etc/sysctl.d").iterdir()]
     assert len(ours) == 1 and all(ours[0].encode() > n.encode() for n in names)
+
+
+def test_fix_on_a_procps_host_names_the_sysctl_conf_line(trees, tmp_path):
+    root = tmp_path / "p"
+    _copy(trees["procps"], root)
+    build(root, {"etc/sysctl.conf": "net.ipv4.tcp_abort_on_overflow = 1\n"})
+    r = subprocess.run([sys.executable, "-m", "tuneup", "fix", "--root", str(root), "--out-dir", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "etc/sysctl.conf:1, which procps `sysctl --system` applies after every sysctl.d file" in r.stdout

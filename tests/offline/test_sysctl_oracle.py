@@ -143,3 +143,29 @@ def test_procps_sysctl_system_matches_the_real_one(sysctl_chroot, files):
     real = sysctl_chroot.run("procps")
     mine = {k: v for k, (v, _) in tuneup_view(sysctl_chroot.root, {}, "procps").items()}
     assert real == mine
+
+
+@pytest.mark.parametrize("late", ["zz-later.conf", "~local.conf", "über-tuning.conf"])
+def test_fix_file_wins_under_the_real_systemd_sysctl(sysctl_chroot, tmp_path, late):
+    """The issue's case: the key set in etc/sysctl.conf (linked as 99-sysctl.conf) and in a vendor
+    file that sorts late; `tuneup fix` output, installed, must be what systemd-sysctl applies last."""
+    import subprocess
+    import sys
+
+    key = "net/ipv4/tcp_abort_on_overflow"
+    tree = {"etc/sysctl.conf": "net.ipv4.tcp_abort_on_overflow = 1\n",
+            "etc/sysctl.d/99-sysctl.conf": ("link", "../sysctl.conf"),
+            f"usr/lib/sysctl.d/{late}": "net.ipv4.tcp_abort_on_overflow = 1\n"}
+    root = tmp_path / "tree"
+    build(root, tree)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "tuneup", "fix", "--root", str(root), "-p", "web", "--out-dir", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    sysctl_chroot.keys = [key]
+    sysctl_chroot.reset()
+    build(sysctl_chroot.root, tree)
+    (sysctl_chroot.root / "etc/sysctl.d").mkdir(parents=True, exist_ok=True)
+    for p in (out / "etc/sysctl.d").iterdir():
+        (sysctl_chroot.root / "etc/sysctl.d" / p.name).write_bytes(p.read_bytes())
+    assert sysctl_chroot.run("systemd")[key] == "0"

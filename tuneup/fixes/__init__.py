@@ -178,6 +178,7 @@ def plan_fixes(all_rules: Sequence[Rule], profile_rules: Sequence[Rule], snapsho
     for i in items:
         _check_names(i)
     unit, notes = _service(snapshot, service, items, rootfs)
+    notes += _procps_notes(snapshot, items)
     return FixPlan(items=items, skipped=tuple(skipped.values()), profile=report.profile, host=dict(snapshot.host),
                    service=unit, child_netns=child, rootfs=rootfs, setters=_setters(snapshot, items),
                    notes=tuple(notes), tuned_profile=_tuned(snapshot))
@@ -267,6 +268,23 @@ def _service(snapshot: Snapshot, service: str | None, items: tuple[FixItem, ...]
             notes.append("no --service given and the audited process is not a systemd service: process limits "
                          "go to limits.d, which applies to login sessions only (services: --service NAME)")
     return unit, notes
+
+
+def _procps_notes(snapshot: Snapshot, items: tuple[FixItem, ...]) -> list[str]:
+    """procps `sysctl --system` applies /etc/sysctl.conf after every sysctl.d file: no file name can
+    win over a key it sets."""
+    applier = snapshot.facts.get("boot.applier")
+    if applier is None or applier.value != "procps":
+        return []
+    out = []
+    for i in items:
+        if i.kind != "sysctl":
+            continue
+        f = snapshot.facts.get(i.key) if snapshot.origin.startswith("root:") else snapshot.facts.get(f"boot.{i.key}")
+        if f is not None and f.source.rsplit(":", 1)[0].endswith("etc/sysctl.conf"):
+            out.append(f"{i.key} is set in {f.source}, which procps `sysctl --system` applies after every "
+                       "sysctl.d file: remove the line there, or the fix never wins at boot")
+    return out
 
 
 def _tuned(snapshot: Snapshot) -> str | None:
