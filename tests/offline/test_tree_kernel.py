@@ -64,3 +64,12 @@ def test_systemd_service_default_by_version(version, want):
 def test_systemd_version_from_the_tree(tmp_path):
     build(tmp_path, {"usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so": ""})
     assert tree_systemd(tmp_path)[0] == 252
+
+
+def test_control_characters_from_the_tree_are_escaped(tmp_path):
+    build(tmp_path, {"lib/modules/6.1.0-\x1b[2J/modules.dep": "",
+                     "etc/sysctl.d/20-esc.conf": "net.core.somaxconn = 1\x1b[31m\n"})
+    r = _audit(tmp_path, "-p", "web")
+    assert "\x1b" not in r.stdout and "\\x1b" in r.stdout
+    f = {x["rule"]: x for x in json.loads(r.stdout)["findings"]}
+    assert "this line never applies" in f["BOOT-LINE-REJECTED"]["message"]

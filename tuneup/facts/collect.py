@@ -129,6 +129,9 @@ def collect_root(keys: Iterable[str], root: Path, service: str | None = None, ke
             facts[k] = dataclasses.replace(f, error="no file sets it and its kernel default depends on RAM "
                                                     "(give --ram SIZE)")
     ident = _root_identity(root, limits_of)
+    from tuneup.textsafe import printable
+
+    release, why = (printable(release) if release else release), printable(why)
     ident.update({"kernel": f"{release} ({why})" if release else f"unknown ({why})",
                   "kernel_release": release or "", "kernel_version": list(version) if version else None,
                   "kernel_why": why, "systemd": systemd, "systemd_source": systemd_where})

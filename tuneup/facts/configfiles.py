@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tuneup.errors import TuneupError
 from tuneup.model import RLIM_INFINITY, Fact, Value
+from tuneup.textsafe import printable
 
 SYSCTL_DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
 SYSCTL_CONF = "etc/sysctl.conf"
@@ -595,8 +596,9 @@ def boot_facts(keys: set[str], root: Path, *, rootfs: bool, kernel: tuple[int, .
         sets = [a for a in lines if a.value is not None]
         if sets:
             facts["boot.sysctl_conf_unread"] = Fact(
-                "boot.sysctl_conf_unread", "; ".join(f"{a.where} sets {a.key} = {a.value}" for a in sets[:5])
-                + (f"; and {len(sets) - 5} more" if len(sets) > 5 else ""), _shown(root, SYSCTL_CONF))
+                "boot.sysctl_conf_unread", printable("; ".join(f"{a.where} sets {a.key} = {a.value}" for a in sets[:5])
+                                                     + (f"; and {len(sets) - 5} more" if len(sets) > 5 else "")),
+                _shown(root, SYSCTL_CONF))
     modules: dict[str, tuple[bool, str]] = {}
     for k in sorted(keys):
         bv = table_.get(k)
@@ -610,11 +612,11 @@ def boot_facts(keys: set[str], root: Path, *, rootfs: bool, kernel: tuple[int, .
                 ok, why = modules[mod]
                 if not ok:
                     never = f"{bv.winner.where} sets {k} = {bv.value}, but {why}: the line is never applied at boot"
-                    facts[f"boot.module_key.{k}"] = Fact(f"boot.module_key.{k}", never, bv.winner.where)
+                    facts[f"boot.module_key.{k}"] = Fact(f"boot.module_key.{k}", printable(never), bv.winner.where)
             bad = rejected(k, bv, table_, kernel)
             if bad and never is None:
                 never = f"this line never applies: {bv.winner.where} sets {k} = {bv.value}, but {bad}"
-                facts[f"boot.rejected.{k}"] = Fact(f"boot.rejected.{k}", never, bv.winner.where)
+                facts[f"boot.rejected.{k}"] = Fact(f"boot.rejected.{k}", printable(never), bv.winner.where)
         if bv is None or never is not None:
             if rootfs:
                 facts[name] = Fact(name, None, f"sysctl.d under {root}",
@@ -625,7 +627,8 @@ def boot_facts(keys: set[str], root: Path, *, rootfs: bool, kernel: tuple[int, .
         facts[name] = Fact(name, parse_value(bv.value), bv.winner.where)
         if bv.conflict:
             ck = f"boot.conflict.{k}"
-            facts[ck] = Fact(ck, "; ".join(f"{a.where} sets {a.value}" for a in bv.assignments), bv.winner.where)
+            facts[ck] = Fact(ck, printable("; ".join(f"{a.where} sets {a.value}" for a in bv.assignments)),
+                             bv.winner.where)
     return facts
 
 
