@@ -9,6 +9,7 @@ nothing has changed them since boot is assumed only for those (estimated ones: w
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -36,8 +37,8 @@ def _model():
 
 @pytest.fixture(scope="module")
 def fresh_netns_values():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to create a network namespace")
     name = f"tuneup-kd-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
