@@ -56,6 +56,22 @@ PidOpt = Annotated[Optional[list[int]], typer.Option("--pid", help="Also audit t
 ProcessOpt = Annotated[Optional[list[str]], typer.Option("--process", help="Also audit running processes with this name (repeatable).")]
 RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Audit the config files of this filesystem tree (an image, a config repository) instead of the live host.")]
 ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Audit the open-file limits systemd gives this unit (from its unit files and drop-ins).")]
+KernelOpt = Annotated[Optional[str], typer.Option("--kernel", help="With --root: the kernel version X.Y[.Z] the tree boots (default: found in the tree).", metavar="X.Y[.Z]")]
+RamOpt = Annotated[Optional[str], typer.Option("--ram", help="With --root: the RAM of the machine the tree boots on (bytes, or 8G, 8GiB, 512M); also --set ram_bytes=N.", metavar="SIZE")]
+
+
+def _tree_options(root: Optional[Path], kernel: Optional[str], ram: Optional[str],
+                  sets: dict[str, Union[int, float]]) -> tuple[Optional[str], Optional[int]]:
+    """--kernel and --ram (or --set ram_bytes=) for a tree audit; they mean nothing without --root."""
+    from tuneup.kdefaults import parse_size
+
+    ram_set = sets.pop("ram_bytes", None) if root is not None else None
+    if root is None and (kernel or ram):
+        raise UsageError("describes the machine a tree boots on: give --root DIR", "--kernel" if kernel else "--ram")
+    ram_bytes = parse_size(ram, "--ram") if ram else (int(ram_set) if ram_set else None)
+    if ram_bytes is not None and ram_bytes <= 0:
+        raise UsageError("must be a positive size", "--ram")
+    return kernel, ram_bytes
 
 
 def parse_sets(items: Optional[list[str]]) -> dict[str, Union[int, float]]:
@@ -109,6 +125,8 @@ def audit(
     root: RootOpt = None,
     service: ServiceOpt = None,
     sample: SampleOpt = None,
+    kernel: KernelOpt = None,
+    ram: RamOpt = None,
 ) -> None:
     """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
     from tuneup import config as configmod
@@ -119,7 +137,9 @@ def audit(
 
     cfg = configmod.load(config)
     waived = list(cfg.waivers) + [w for path in waivers or [] for w in waivermod.load(path)]
-    plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [], waived,
+    sets = parse_sets(set_)
+    kernel, ram_bytes = _tree_options(root, kernel, ram, sets)
+    plan = run.plan(profile or cfg.profile, sets, rules_dir or [], waived,
                     config_params=cfg.params, config_where=cfg.path)
     paths, is_fleet = run.expand_snapshots(snapshot or [])
     _check_sample(sample, live=not paths and root is None)
@@ -133,7 +153,7 @@ def audit(
         reports = list(result.reports)
     else:
         result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                                root, service, sample))
+                                                root, service, sample, kernel=kernel, ram_bytes=ram_bytes))
         reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
@@ -381,6 +401,8 @@ def fix(
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (default: ./tuneup.toml if present).")] = None,
+    kernel: KernelOpt = None,
+    ram: RamOpt = None,
 ) -> None:
     """Render (and optionally apply) the config that fixes the failing rules.
 
@@ -392,7 +414,9 @@ def fix(
     from tuneup.fixes.render import render_files, summary
 
     cfg = configmod.load(config)
-    plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [], cfg.waivers,
+    sets = parse_sets(set_)
+    kernel, ram_bytes = _tree_options(root, kernel, ram, sets)
+    plan = run.plan(profile or cfg.profile, sets, rules_dir or [], cfg.waivers,
                     config_params=cfg.params, config_where=cfg.path)
     if apply_:
         from tuneup.fixes.apply import require_root
@@ -400,7 +424,7 @@ def fix(
         require_root("fix --apply")
         if snapshot is not None:
             raise UsageError("--apply changes this host; it cannot use a snapshot of another", "--snapshot")
-    snap = run.obtain_snapshot(plan, snapshot, root=root, service=service)
+    snap = run.obtain_snapshot(plan, snapshot, root=root, service=service, kernel=kernel, ram_bytes=ram_bytes)
     report = plan.audit(snap)
     fixplan = plan_fixes(list(plan.book.rules.values()), plan.rules, snap, plan.profile.params, report, service)
     files = render_files(fixplan)

@@ -34,8 +34,18 @@ def host_names(host: Mapping[str, Any]) -> dict[str, Any]:
         "ram_bytes": int(host.get("mem_total_bytes") or 0),
         "cpus": int(host.get("cpus") or 1),
         "page_size": int(host.get("page_size") or 4096),
-        "kernel": tuple(host.get("kernel_version") or (0, 0, 0)),
+        "kernel": _kernel(host),
     }
+
+
+def _kernel(host: Mapping[str, Any]) -> Any:
+    """The kernel version tuple; for a tree whose kernel is unknown, a value whose every
+    comparison raises MissingFact (version-conditioned rules skip, saying why)."""
+    if host.get("origin") == "root" and not host.get("kernel_version"):
+        from tuneup.kdefaults import UnknownKernel
+
+        return UnknownKernel(str(host.get("kernel_why") or "kernel not found in the tree"))
+    return tuple(host.get("kernel_version") or (0, 0, 0))
 
 
 # Host values that rules may also name as facts (e.g. a rule about RAM itself): fact key -> host field.

@@ -37,8 +37,10 @@ class Plan:
 
         from tuneup import persistence
 
-        report = engine.build_report(self.rules, snap, self.profile.name, self.profile.params)
-        extra = persistence.findings(self.rules, snap, self.profile.params, report.findings)
+        value_rules = [r for r in self.rules if not persistence.is_boot_rule(r)]
+        boot_rules = [r for r in self.rules if persistence.is_boot_rule(r)]
+        report = engine.build_report(value_rules, snap, self.profile.name, self.profile.params)
+        extra = persistence.findings(value_rules, snap, self.profile.params, report.findings, boot_rules)
         report = replace(report, findings=persistence.name_sources(report.findings + tuple(extra), snap))
         return apply_waivers(report, self.waivers, self.today or _dt.date.today())
 
@@ -57,9 +59,7 @@ def plan(profile: str | None, overrides: dict[str, int | float], rules_dir: Sequ
             raise ConfigError(f"[params]: unknown parameter(s) {', '.join(sorted(unknown))} "
                               f"(known: {', '.join(sorted(book.params))})", config_where)
     prof = book.profile(profile or book.default_profile, {**(config_params or {}), **overrides})
-    from tuneup.persistence import CHECKS
-
-    check_rules(waivers, [*book.rules, *CHECKS])
+    check_rules(waivers, list(book.rules))
     return Plan(book=book, profile=prof, rules=tuple(book.rules_for(prof.name)), waivers=tuple(waivers),
                 today=today)
 
@@ -105,7 +105,8 @@ def audit_fleet(p: Plan, paths: Sequence[Path], progress: Callable[[int, int], N
 
 
 def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = (),
-                    root: Path | None = None, service: str | None = None, sample: float | None = None) -> Snapshot:
+                    root: Path | None = None, service: str | None = None, sample: float | None = None,
+                    kernel: str | None = None, ram_bytes: int | None = None) -> Snapshot:
     """A snapshot file, a filesystem tree (root), or the live host (with --pid/--process targets,
     or --service: the limits systemd gives that unit)."""
     if (pids or names) and (path is not None or root is not None or service):
@@ -121,7 +122,7 @@ def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names:
     if root is not None:
         from tuneup.facts.collect import collect_root
 
-        return collect_root(p.book.fact_keys(), root, service)
+        return collect_root(p.book.fact_keys(), root, service, kernel=kernel, ram_bytes=ram_bytes)
     from tuneup.facts.collect import collect, resolve_targets
 
     return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service, sample=sample)

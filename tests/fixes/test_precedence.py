@@ -51,8 +51,21 @@ CASES = [
     ("multi-value keys keep their spacing normalised",
      {"etc/sysctl.d/10-a.conf": "net.ipv4.ip_local_port_range =\t1024   65535\n"},
      "net.ipv4.ip_local_port_range", "1024   65535", "etc/sysctl.d/10-a.conf:1"),
-    ("/etc/sysctl.conf is applied after every sysctl.d file",
-     {"etc/sysctl.d/99-z.conf": f"{K} = 1\n", "etc/sysctl.conf": f"{K} = 2\n"}, K, "2", "etc/sysctl.conf:1"),
+    ("systemd-sysctl never reads an /etc/sysctl.conf that no sysctl.d entry links to",
+     {"etc/sysctl.d/99-z.conf": f"{K} = 1\n", "etc/sysctl.conf": f"{K} = 2\n"}, K, "1", "etc/sysctl.d/99-z.conf:1"),
+    ("procps sysctl --system applies /etc/sysctl.conf after every sysctl.d file",
+     {"etc/init.d/procps": "#!/bin/sh\n", "etc/sysctl.d/99-z.conf": f"{K} = 1\n", "etc/sysctl.conf": f"{K} = 2\n"},
+     K, "2", "etc/sysctl.conf:1"),
+    ("a glob's * does not cross a dot", {"etc/sysctl.d/10-a.conf": f"*.somaxconn = 3\nnet.* = 4\n"}, K, None, None),
+    ("a later -key cancels an earlier assignment",
+     {"etc/sysctl.d/10-a.conf": f"{K} = 5\n", "etc/sysctl.d/20-b.conf": f"-{K}\n"}, K, None, None),
+    ("dot-files are skipped", {"etc/sysctl.d/.hidden.conf": f"{K} = 6\n"}, K, None, None),
+    ("a dangling symlink masks its name",
+     {"etc/sysctl.d/50-x.conf": "->/nowhere/at/all.conf", "usr/lib/sysctl.d/50-x.conf": f"{K} = 20\n"}, K, None, None),
+    ("a leading slash is dropped",
+     {"etc/sysctl.d/10-a.conf": "/net/core/somaxconn = 8\n"}, K, "8", "etc/sysctl.d/10-a.conf:1"),
+    ("a later line with the same value keeps the first entry",
+     {"etc/sysctl.d/10-a.conf": f"{K} = 8\n", "etc/sysctl.d/20-b.conf": f"{K} = 8\n"}, K, "8", "etc/sysctl.d/10-a.conf:1"),
     ("/etc/sysctl.conf linked as 99-sysctl.conf sorts by that name",
      {"etc/sysctl.conf": f"{K} = 2\n", "etc/sysctl.d/99-sysctl.conf": "->../sysctl.conf",
       "etc/sysctl.d/99-zz.conf": f"{K} = 3\n"}, K, "3", "etc/sysctl.d/99-zz.conf:1"),
@@ -90,7 +103,8 @@ def test_conflict_lists_every_file_in_order(tmp_path):
     _tree(tmp_path, {"usr/lib/sysctl.d/50-vendor.conf": f"{K} = 128\n", "etc/sysctl.d/60-site.conf": f"{K} = 4096\n",
                      "etc/sysctl.d/70-same.conf": f"{K} = 4096\n"})
     facts = cf.boot_facts({K}, tmp_path, rootfs=False)
-    assert facts[f"boot.{K}"].value == 4096 and facts[f"boot.{K}"].source == "etc/sysctl.d/70-same.conf:1"
+    # systemd-sysctl keeps the first entry when a later line repeats its value
+    assert facts[f"boot.{K}"].value == 4096 and facts[f"boot.{K}"].source == "etc/sysctl.d/60-site.conf:1"
     c = facts[f"boot.conflict.{K}"]
     assert c.value.startswith("usr/lib/sysctl.d/50-vendor.conf:1 sets 128; etc/sysctl.d/60-site.conf:1 sets 4096")
 
@@ -104,7 +118,7 @@ def test_rootfs_facts_are_the_boot_values_and_unset_keys_are_unknown(tmp_path):
     write(tmp_path, "etc/sysctl.d/10-a.conf", "net.ipv4.ip_local_port_range = 1024 65535\n")
     facts = cf.boot_facts({"net.ipv4.ip_local_port_range", K}, tmp_path, rootfs=True)
     assert facts["net.ipv4.ip_local_port_range"].value == (1024, 65535)
-    assert facts[K].value is None and "no sysctl.d file" in facts[K].error
+    assert facts[K].value is None and "no sysctl.d line" in facts[K].error
 
 
 @pytest.mark.parametrize("raw,key", [("kernel.domainname", "kernel.domainname"), ("kernel/domainname", "kernel.domainname"),

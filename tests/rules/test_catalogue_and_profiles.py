@@ -22,7 +22,7 @@ runner = CliRunner()
 PRIMARY = re.compile(r"^https://(docs\.kernel\.org|git\.kernel\.org|elixir\.bootlin\.com|man7\.org|"
                      r"www\.freedesktop\.org/software/systemd|0pointer\.net|www\.erlang\.org|github\.com/docker-library)/")
 SECTIONS = {"file descriptors and processes", "per-process limits", "erlang", "accept path", "ports and TIME_WAIT",
-            "orphans", "keepalive", "memory", "conntrack", "live sockets"}
+            "orphans", "keepalive", "memory", "conntrack", "live sockets", "boot"}
 
 
 def invoke(*args):
@@ -68,7 +68,8 @@ def test_fix_specs_where_a_setting_fixes_it():
                       "NET-TCP-WMEM-ORDER", "MEM-LOAD-FITS-RAM", "NET-RESERVED-PORTS", "NET-KEEPALIVE-DEAD-PEER",
                       # cgroup limits: TasksMax=/MemoryMax= drop-ins are not rendered by `fix` yet
                       "PROC-CGROUP-PIDS-MAX", "PROC-CGROUP-MEMORY-MAX", "MEM-KERNEL-SOCKETS"} \
-        | {r.id for r in book().rules.values() if r.section == "live sockets"}   # what sockets are doing
+        | {r.id for r in book().rules.values() if r.section == "live sockets"} \
+        | {r.id for r in book().rules.values() if r.section == "boot"}   # fixed by moving a line, not by a value
 
 
 # -- profiles ---------------------------------------------------------------------------------------

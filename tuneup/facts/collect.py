@@ -42,7 +42,9 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
     facts: dict[str, Fact] = {}
     facts.update(sysctl.read_many(sysctl_keys, proc))
     facts.update(limits.self_facts())
-    boot, limits_of = configfiles.snapshot_facts(Path(root), sysctl_keys, service, rootfs=False)
+    rel = os.uname().release
+    boot, limits_of = configfiles.snapshot_facts(Path(root), sysctl_keys, service, rootfs=False,
+                                                 kernel=host.kernel_tuple(rel), release=rel)
     facts.update(boot)
     listeners = None
     if sockets:
@@ -79,6 +81,9 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         facts.update(_cgroup_and_beam_facts(pid, info, proc))
         targets.append(info)
     ident = host.identity(proc)
+    applier = facts.get("boot.applier")
+    if applier is not None:
+        ident["sysctl_at_boot"] = f"{applier.value} ({applier.source})"
     if limits_of:
         ident["limits_of"] = limits_of
         facts.update(_service_tasks(root, service, facts))
@@ -115,23 +120,73 @@ def _cgroup_and_beam_facts(pid: int, info: dict, proc: str) -> dict[str, Fact]:
     return out
 
 
-def collect_root(keys: Iterable[str], root: Path, service: str | None = None) -> Snapshot:
+def collect_root(keys: Iterable[str], root: Path, service: str | None = None, kernel: str | None = None,
+                 ram_bytes: int | None = None) -> Snapshot:
     """A filesystem tree (a golden image, a config repository) instead of a live host: every fact
-    is the value the files under root give at boot, with the file and line that set it."""
+    is the value the files under root give at boot, with the file and line that set it; a key no
+    file sets gets the kernel's own default for the tree's kernel (and RAM, when given)."""
+    from tuneup import kdefaults
     from tuneup.facts import configfiles
 
     if not root.is_dir():
         raise UsageError("not a directory", str(root))
     keys = set(keys) | BASE_KEYS
+    release, version, why = host.tree_kernel(root, kernel)
+    systemd, systemd_where = host.tree_systemd(root)
     facts, limits_of = configfiles.snapshot_facts(root, {k for k in keys if sysctl.is_sysctl(k)}, service,
-                                                  rootfs=True)
+                                                  rootfs=True, systemd=systemd, kernel=version, release=release)
     facts.update(_service_tasks(root, service, facts))
+    pid1 = systemd if systemd is not None and _init_is_systemd(root) else None
+    defaults = kdefaults.kernel_defaults(version, ram_bytes, None, pid1)
+    label = kdefaults.describe(version, ram_bytes)
+    for k in kdefaults.LIVE_ONLY:
+        facts.pop(k, None)
+    for k in sorted(keys):
+        f = facts.get(k)
+        if f is None or f.value is not None or not sysctl.is_sysctl(k):
+            continue
+        d = defaults.get(k)
+        gone = kdefaults.absent(version, k)
+        if gone:
+            facts[k] = Fact(k, None, f"kernel {release}: {gone}")
+        elif d is not None:
+            how = "computed" if d.exact else "estimated"
+            facts[k] = Fact(k, d.value, f"{label}, {how}: {d.cite}")
+        elif version is None:
+            facts[k] = dataclasses.replace(f, error=f"no file sets it and the tree's kernel is unknown ({why}; "
+                                                    "give --kernel X.Y)")
+        elif ram_bytes is None and k in kdefaults.kernel_defaults(version, 2**33, 1, pid1):
+            facts[k] = dataclasses.replace(f, error="no file sets it and its kernel default depends on RAM "
+                                                    "(give --ram SIZE)")
+    ident = _root_identity(root, limits_of)
+    from tuneup.textsafe import printable
+
+    release, why = (printable(release) if release else release), printable(why)
+    ident.update({"kernel": f"{release} ({why})" if release else f"unknown ({why})",
+                  "kernel_release": release or "", "kernel_version": list(version) if version else None,
+                  "kernel_why": why, "systemd": systemd, "systemd_source": systemd_where})
+    applier = facts.get("boot.applier")
+    if applier is not None:
+        ident["sysctl_at_boot"] = f"{applier.value} ({applier.source})"
+    if ram_bytes:
+        ident["mem_total_bytes"] = int(ram_bytes)
     return Snapshot(
-        host=_root_identity(root, limits_of),
+        host=ident,
         facts=facts,
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin=f"root:{root}",
     )
+
+
+def _init_is_systemd(root: Path) -> bool:
+    """Does the tree boot systemd as PID 1 (sbin/init a link to systemd, or no other init)?"""
+    for rel in ("sbin/init", "usr/sbin/init"):
+        p = root / rel
+        if p.is_symlink():
+            return "systemd" in os.readlink(p)
+        if p.exists():
+            return False
+    return True
 
 
 def _root_identity(root: Path, limits_of: str) -> dict:
@@ -155,7 +210,7 @@ def _root_identity(root: Path, limits_of: str) -> dict:
     return {
         "hostname": first_line("etc/hostname") or root.resolve().name or "/",
         "kernel": "unknown",
-        "kernel_version": [0, 0, 0],
+        "kernel_version": None,
         "distro": f"{osr.get('ID', '')} {osr.get('VERSION_ID', '')}".strip() or "unknown",
         "origin": "root",
         "root": str(root),

@@ -75,3 +75,88 @@ def identity(proc: str = "/proc") -> dict:
         "netns": ns,
         "netns_evidence": evidence,
     }
+
+
+_RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def _ver_key(release: str) -> tuple:
+    nums = [int(x) for x in re.findall(r"\d+", release)]
+    return tuple(nums)
+
+
+def _grub_default(root) -> tuple[str | None, str]:
+    """The kernel release of grub's default entry, when boot/grub/grub.cfg says it plainly
+    (set default="0" or no default, and menuentries with linux /boot/vmlinuz-RELEASE)."""
+    for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
+        try:
+            text = (root / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        default = "0"
+        m = re.search(r'^\s*set default="?([^"\s]*)"?', text, re.M)
+        if m:
+            default = m.group(1)
+        entries = re.findall(r"^\s*linux(?:efi)?\s+\S*vmlinuz-(\S+)", text, re.M)
+        if default.isdigit() and int(default) < len(entries):
+            return entries[int(default)], f"{rel} default entry {default}"
+        return None, f"{rel}: default entry {default!r} not resolvable"
+    return None, ""
+
+
+def tree_kernel(root, given: str | None = None) -> tuple[str | None, tuple[int, ...] | None, str]:
+    """(release, version, why) of the kernel a tree boots: --kernel, else grub's default entry,
+    else the newest release found in lib/modules, usr/lib/modules, boot/config-*, boot/vmlinuz-*."""
+    if given:
+        m = _RELEASE.match(given)
+        if not m:
+            from tuneup.errors import UsageError
+
+            raise UsageError(f"not a kernel version (want X.Y or X.Y.Z): {given!r}", "--kernel")
+        return given, kernel_tuple(given), "given with --kernel"
+    found: dict[str, list[str]] = {}
+    for rel in ("lib/modules", "usr/lib/modules"):
+        try:
+            for name in os.listdir(root / rel):
+                if _RELEASE.match(name) and (root / rel / name).is_dir():
+                    found.setdefault(name, []).append(f"{rel}/{name}")
+        except OSError:
+            pass
+    try:
+        for name in os.listdir(root / "boot"):
+            for prefix in ("config-", "vmlinuz-"):
+                rel = name[len(prefix):] if name.startswith(prefix) else ""
+                if rel and _RELEASE.match(rel):
+                    found.setdefault(rel, []).append(f"boot/{name}")
+    except OSError:
+        pass
+    if not found:
+        return None, None, "no lib/modules/*, usr/lib/modules/*, boot/config-* or boot/vmlinuz-* in the tree"
+    default, why = _grub_default(root)
+    if default and default in found:
+        return default, kernel_tuple(default), why
+    newest = max(found, key=_ver_key)
+    n = len(found)
+    return newest, kernel_tuple(newest), f"{found[newest][0]}" + (f", newest of {n}" if n > 1 else "")
+
+
+def tree_systemd(root) -> tuple[int | None, str]:
+    """systemd's version in a tree (from libsystemd-shared-NNN.so or dpkg's status), or None."""
+    pat = re.compile(r"libsystemd-(?:shared|core)-(\d+)")
+    for rel in ("lib/systemd", "usr/lib/systemd", "usr/lib/x86_64-linux-gnu/systemd", "usr/lib/aarch64-linux-gnu/systemd",
+                "usr/lib64/systemd"):
+        try:
+            for name in os.listdir(root / rel):
+                m = pat.match(name)
+                if m:
+                    return int(m.group(1)), f"{rel}/{name}"
+        except OSError:
+            pass
+    try:
+        text = (root / "var/lib/dpkg/status").read_text(encoding="utf-8", errors="replace")
+        m = re.search(r"^Package: systemd\n(?:[^\n]+\n)*?Version: (\d+)", text, re.M)
+        if m:
+            return int(m.group(1)), "var/lib/dpkg/status"
+    except OSError:
+        pass
+    return None, "no systemd found in the tree"

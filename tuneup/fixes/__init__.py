@@ -14,6 +14,7 @@ render() (tuneup.fixes.render) turns the plan into {relative path: file text}.
 
 from __future__ import annotations
 
+import os
 import re
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 from tuneup.errors import ExprError, MissingFact
 from tuneup.fixes.values import (DIRECTIVE, LIMIT_ITEM, MODPARAM, SYSCTL_KEY, UNIT_NAME, FixValueError, check,
                                  int_value, rlimit_pair)
+from tuneup.textsafe import printable
 from tuneup.model import Fact, Finding, Report, Rule, Scope, Severity, Snapshot, Status, Value
 
 MAX_ROUNDS = 5
@@ -61,6 +63,7 @@ class FixPlan:
     rootfs: bool = False
     setters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # area -> basenames setting our keys
     notes: tuple[str, ...] = ()
+    tuned_profile: str | None = None    # the active tuned profile, when tuned applies sysctls at boot
 
     def of_kind(self, kind: str) -> list[FixItem]:
         return [i for i in self.items if i.kind == kind]
@@ -175,9 +178,10 @@ def plan_fixes(all_rules: Sequence[Rule], profile_rules: Sequence[Rule], snapsho
     for i in items:
         _check_names(i)
     unit, notes = _service(snapshot, service, items, rootfs)
+    notes += _procps_notes(snapshot, items)
     return FixPlan(items=items, skipped=tuple(skipped.values()), profile=report.profile, host=dict(snapshot.host),
                    service=unit, child_netns=child, rootfs=rootfs, setters=_setters(snapshot, items),
-                   notes=tuple(notes))
+                   notes=tuple(notes), tuned_profile=_tuned(snapshot))
 
 
 def _limit_value(all_rules: Sequence[Rule], tgt: tuple[str, str], value: int | tuple[int, ...],
@@ -266,6 +270,30 @@ def _service(snapshot: Snapshot, service: str | None, items: tuple[FixItem, ...]
     return unit, notes
 
 
+def _procps_notes(snapshot: Snapshot, items: tuple[FixItem, ...]) -> list[str]:
+    """procps `sysctl --system` applies /etc/sysctl.conf after every sysctl.d file: no file name can
+    win over a key it sets."""
+    applier = snapshot.facts.get("boot.applier")
+    if applier is None or applier.value != "procps":
+        return []
+    out = []
+    for i in items:
+        if i.kind != "sysctl":
+            continue
+        f = snapshot.facts.get(i.key) if snapshot.origin.startswith("root:") else snapshot.facts.get(f"boot.{i.key}")
+        if f is not None and f.source.rsplit(":", 1)[0].endswith("etc/sysctl.conf"):
+            out.append(f"{i.key} is set in {f.source}, which procps `sysctl --system` applies after every "
+                       "sysctl.d file: remove the line there, or the fix never wins at boot")
+    return out
+
+
+def _tuned(snapshot: Snapshot) -> str | None:
+    f = snapshot.facts.get("boot.tuned")
+    if f is not None and isinstance(f.value, str) and re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", f.value):
+        return f.value
+    return None
+
+
 def _setters(snapshot: Snapshot, items: tuple[FixItem, ...]) -> dict[str, tuple[str, ...]]:
     """File names (basenames) that set the keys tuneup writes, per area, from the facts' sources."""
     out: dict[str, list[str]] = {}
@@ -276,6 +304,9 @@ def _setters(snapshot: Snapshot, items: tuple[FixItem, ...]) -> dict[str, tuple[
             out.setdefault(area, []).append(path)
 
     facts = snapshot.facts
+    every = facts.get("boot.sysctl_names")
+    if any(i.kind == "sysctl" for i in items) and every is not None and isinstance(every.value, str) and every.value:
+        out.setdefault("sysctl", []).extend(every.value.split("/"))
     for i in items:
         if i.kind == "sysctl":
             for k in (i.key, f"boot.{i.key}"):
@@ -292,20 +323,49 @@ def _setters(snapshot: Snapshot, items: tuple[FixItem, ...]) -> dict[str, tuple[
     return {k: tuple(dict.fromkeys(v)) for k, v in out.items()}
 
 
+_OURS = re.compile(r"-tuneup(-[a-z]+)?\.conf$")
+# the characters tuneup puts after a copied prefix, in byte order ("~" is the highest printable ASCII)
+_SAFE = "z~"
+NAME_MAX = 255
+
+
+class FixNameError(FixValueError):
+    pass
+
+
 def conf_name(setters: Iterable[str], minimum: int = 60, suffix: str = TUNEUP_NAME) -> str:
-    """NN-tuneup.conf with NN the smallest number >= minimum whose name sorts after every other file
-    that sets the same keys (so it is applied last and wins); earlier tuneup files do not count."""
-    names = [s.rsplit("/", 1)[-1] for s in setters]
-    names = [n for n in names if not re.search(r"-tuneup(-[a-z]+)?\.conf$", n) and n != "sysctl.conf"]
-    top = max(names, default="")
+    """A file name that sorts (bytewise, as systemd and procps sort: strcmp) after every name given
+    (paths or basenames: every file in the drop-in directories), so it is applied last and wins.
+    Earlier tuneup files and dot-files (never read) do not count.
+
+    The smallest NN-SUFFIX with NN >= minimum when one sorts last; otherwise the shortest
+    PREFIX + C + "-" + SUFFIX where PREFIX is the start of the name that sorts last and C a safe
+    character above the one that follows it. At most 40 + len(name) steps, whatever the names;
+    a name that cannot be beaten with printable characters raises FixNameError."""
+    # /etc/sysctl.conf is not in a drop-in directory: no name in sysctl.d sorts after it under procps
+    names = [s.rsplit("/", 1)[-1] for s in setters if not s.rstrip("/").endswith("etc/sysctl.conf")]
+    names = [n for n in names if n and not _OURS.search(n) and not n.startswith(".")]
+    top = max((os.fsencode(n) for n in names), default=b"")
     for nn in range(minimum, 100):
         cand = f"{nn:02d}-{suffix}"
-        if cand > top:
+        if cand.encode() > top:
             return cand
-    z = "z"
-    while f"{z}-{suffix}" <= top:
-        z += "z"
-    return f"{z}-{suffix}"
+    for i, byte in enumerate(top):
+        above = [c for c in _SAFE if ord(c) > byte]
+        if not above:
+            continue
+        try:
+            prefix = top[:i].decode("utf-8")
+        except UnicodeDecodeError:
+            break
+        if not prefix.isprintable() or "/" in prefix:
+            break
+        cand = f"{prefix}{above[0]}-{suffix}"
+        if len(os.fsencode(cand)) > NAME_MAX:
+            break
+        return cand
+    raise FixNameError(f"no file name tuneup can write sorts after {printable(os.fsdecode(top))!r}: "
+                       "rename that file or write the setting into it")
 
 
 __all__ = ["FixItem", "FixPlan", "Skipped", "plan_fixes", "conf_name", "target_facts", "Severity"]

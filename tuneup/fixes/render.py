@@ -71,6 +71,36 @@ def render_files(plan: FixPlan) -> dict[str, str]:
                 **header("#", "sysctl.d(5): applied at boot by systemd-sysctl, in lexical order of file names."),
                 items=rows)
 
+    # module-owned keys: the module must be loaded before systemd-sysctl runs, or the line never
+    # applies at boot; nf_conntrack also gets its hash table sized for the new maximum
+    from tuneup.facts.configfiles import module_of
+
+    derived_modprobe: list[dict[str, Any]] = []
+    for pre in ("", HOST_PREFIX):
+        chosen = [i for i in sysctl_items if prefix(i) == pre and module_of(i.key)]
+        mods = sorted({module_of(i.key) for i in chosen})
+        if mods:
+            name = conf_name(plan.setters.get("modules", ()))
+            files[f"{pre}etc/modules-load.d/{name}"] = env.get_template("modules-load.conf.j2").render(
+                **header("#", "modules-load.d(5): kernel modules loaded early at boot."),
+                modules=[safe(m, "module") for m in mods], keys=comment(", ".join(i.key for i in chosen)))
+        for i in chosen:
+            if i.key == "net.netfilter.nf_conntrack_max" and isinstance(i.value, int) \
+                    and not any(m.key == "nf_conntrack.hashsize" for m in plan.of_kind("modprobe")):
+                derived_modprobe.append({**_common(i), "module": "nf_conntrack", "param": "hashsize",
+                                         "value": text_of(i.value), "pre": pre})
+
+    # tuned applies sysctls at boot: a child profile that includes the active one keeps
+    # `tuned-adm verify` green (the sysctl.d file stays: tuned re-applies it with reapply_sysctl)
+    if plan.tuned_profile and sysctl_items:
+        child = f"tuneup-{plan.tuned_profile}"[:100]
+        rows = [{**_common(i), "key": safe(i.key, "key"), "value": text_of(i.value)} for i in sysctl_items
+                if not prefix(i)]
+        if rows:
+            files[f"etc/tuned/{child}/tuned.conf"] = env.get_template("tuned-profile.conf.j2").render(
+                **header("#", "tuned.conf(5): a child profile of the active one."), parent=plan.tuned_profile,
+                name=child, items=rows)
+
     # process limits: a unit drop-in, system.conf.d (every service), or limits.d (logins)
     limit_items = [i for i in plan.items if i.kind in ("systemd", "limits")]
     dropin, manager, pam = [], [], []
@@ -115,9 +145,10 @@ def render_files(plan: FixPlan) -> dict[str, str]:
     mods = plan.of_kind("modprobe")
     for pre in ("", HOST_PREFIX):
         chosen = [i for i in mods if (HOST_PREFIX if plan.child_netns else "") == pre]
-        if chosen:
+        extra = [{k: v for k, v in r.items() if k != "pre"} for r in derived_modprobe if r["pre"] == pre]
+        if chosen or extra:
             rows = [{**_common(i), "module": i.key.split(".", 1)[0], "param": i.key.split(".", 1)[1],
-                     "value": text_of(i.value, ",")} for i in chosen]
+                     "value": text_of(i.value, ",")} for i in chosen] + extra
             files[f"{pre}etc/modprobe.d/99-{'tuneup.conf'}"] = env.get_template("modprobe.conf.j2").render(
                 **header("#", "modprobe.d(5): module options."), items=rows)
 

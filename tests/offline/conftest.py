@@ -1,0 +1,135 @@
+"""Real Debian packages for the offline (config tree) tests.
+
+The packages are downloaded with `apt-get download` and unpacked with `dpkg-deb -x` into a cache
+directory under /tmp (never installed). systemd-sysctl and procps `sysctl` are run in a chroot
+whose proc/sys is a plain directory of files, inside a new network namespace: they cannot reach the
+running kernel, and what they "write" is read back from those files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(os.environ.get("TUNEUP_DEB_CACHE", "/tmp/tuneup-debcache"))
+PACKAGES = ("systemd", "procps", "libproc2-0", "tuned", "libsystemd-shared")
+
+
+def _download(pkg: str) -> Path | None:
+    found = sorted(CACHE.glob(f"{pkg}_*.deb"))
+    if found:
+        return found[-1]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", pkg], cwd=CACHE, capture_output=True, timeout=300)
+    found = sorted(CACHE.glob(f"{pkg}_*.deb"))
+    return found[-1] if found else None
+
+
+def unpack(pkg: str, dest: Path) -> None:
+    deb = _download(pkg)
+    if deb is None:
+        pytest.skip(f"apt-get download {pkg} failed (no package registry reachable)")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+
+
+@pytest.fixture(scope="session")
+def packages() -> Path:
+    """Every package of PACKAGES unpacked into one directory (cached across runs)."""
+    if shutil.which("dpkg-deb") is None or shutil.which("apt-get") is None:
+        pytest.skip("needs dpkg-deb and apt-get (a Debian system)")
+    out = CACHE / "unpacked"
+    stamp = out / ".tuneup-complete"
+    if not stamp.exists():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for pkg in PACKAGES:
+            unpack(pkg, out)
+        stamp.write_text("")
+    return out
+
+
+def _libs(binary: Path, extra_paths: list[str]) -> list[str]:
+    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(extra_paths)}
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env).stdout
+    libs = []
+    for line in out.splitlines():
+        for tok in line.split():
+            if tok.startswith("/"):
+                libs.append(tok)
+    return libs
+
+
+class SysctlChroot:
+    """A chroot with the real systemd-sysctl and procps sysctl; the tree under test is written
+    into it (etc/, run/, usr/, lib/ sysctl.d) and proc/sys is a directory of empty files."""
+
+    TREE_DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
+
+    def __init__(self, root: Path, keys: list[str]) -> None:
+        self.root = root
+        self.keys = keys     # slash paths under proc/sys
+
+    def reset(self) -> None:
+        for d in self.TREE_DIRS:
+            shutil.rmtree(self.root / d, ignore_errors=True)
+        for f in ("etc/sysctl.conf",):
+            p = self.root / f
+            if p.exists() or p.is_symlink():
+                p.unlink()
+        shutil.rmtree(self.root / "proc", ignore_errors=True)
+        for k in self.keys:
+            p = self.root / "proc/sys" / k
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("")
+
+    def run(self, which: str = "systemd") -> dict[str, str]:
+        """Run the applier; key path -> the value it wrote (keys it did not write are left out)."""
+        cmd = ["/tuneup-bin/systemd-sysctl"] if which == "systemd" else ["/tuneup-bin/sysctl", "--system", "-q"]
+        subprocess.run(["unshare", "-n", "chroot", str(self.root), *cmd], capture_output=True, timeout=60,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_LOG_LEVEL": "err"})
+        out = {}
+        for k in self.keys:
+            v = (self.root / "proc/sys" / k).read_text()
+            if v:
+                out[k] = v.strip()
+        return out
+
+
+@pytest.fixture(scope="session")
+def sysctl_chroot(packages):
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ldd") is None:
+        pytest.skip("needs root, unshare and ldd to run systemd-sysctl in a chroot")
+    # our own directory: pytest's basetemp is pruned by concurrent pytest runs of the same user
+    root = Path(tempfile.mkdtemp(prefix="tuneup-sysctl-chroot-"))
+    try:
+        yield _build_chroot(root, packages)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _build_chroot(root: Path, packages: Path) -> SysctlChroot:
+    (root / "tuneup-bin").mkdir()
+    extra = [str(packages / "lib/x86_64-linux-gnu"), str(packages / "usr/lib/x86_64-linux-gnu"),
+             str(packages / "usr/lib/x86_64-linux-gnu/systemd"), str(packages / "lib/x86_64-linux-gnu/systemd")]
+    for src, name in ((packages / "lib/systemd/systemd-sysctl", "systemd-sysctl"), (packages / "sbin/sysctl", "sysctl")):
+        if not src.exists():
+            pytest.skip(f"{src} not in the unpacked packages")
+        shutil.copy2(src, root / "tuneup-bin" / name)
+        for lib in _libs(src, extra):
+            dst = root / lib.lstrip("/")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not dst.exists():
+                shutil.copy2(lib, dst)
+    # systemd-sysctl is linked against libsystemd-shared in its private directory
+    for lib in (packages / "usr/lib/x86_64-linux-gnu/systemd").glob("libsystemd-shared-*.so"):
+        dst = root / "usr/lib/x86_64-linux-gnu/systemd" / lib.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lib, dst)
+    (root / "dev").mkdir()
+    (root / "dev/null").write_text("")    # a masking symlink to /dev/null points at an empty file
+    return SysctlChroot(root, [])
