@@ -55,6 +55,7 @@ SampleOpt = Annotated[Optional[float], typer.Option("--sample", help="Read the k
 PidOpt = Annotated[Optional[list[int]], typer.Option("--pid", help="Also audit this running process (repeatable).")]
 ProcessOpt = Annotated[Optional[list[str]], typer.Option("--process", help="Also audit running processes with this name (repeatable).")]
 RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Audit the config files of this filesystem tree (an image, a config repository) instead of the live host.")]
+AppConfigOpt = Annotated[Optional[list[str]], typer.Option("--app-config", help="A server's config file: NAME=PATH with NAME nginx, haproxy, redis or beam (vm.args, sys.config or a release directory); repeatable.")]
 ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Audit the open-file limits systemd gives this unit (from its unit files and drop-ins).")]
 
 
@@ -105,6 +106,7 @@ def audit(
     root: RootOpt = None,
     service: ServiceOpt = None,
     sample: SampleOpt = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
     from tuneup import config as configmod
@@ -128,8 +130,10 @@ def audit(
         result = run.audit_fleet(plan, paths, _progress(len(paths)))
         reports = list(result.reports)
     else:
+        from tuneup.facts.servers import parse_app_configs
+
         result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                                root, service, sample))
+                                                root, service, sample, app_configs=parse_app_configs(app_config)))
         reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
@@ -188,6 +192,7 @@ def collect(
     process: ProcessOpt = None,
     rules_dir: RulesDirOpt = None,
     sample: SampleOpt = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere."""
     from tuneup import snapshot as snapmod
@@ -196,7 +201,10 @@ def collect(
 
     book = _book(rules_dir)
     _check_sample(sample, live=True)
-    snap = do_collect(book.fact_keys(), resolve_targets(pid or (), process or ()), sample=sample)
+    from tuneup.facts.servers import parse_app_configs
+
+    snap = do_collect(book.fact_keys(), resolve_targets(pid or (), process or ()), sample=sample,
+                      app_configs=parse_app_configs(app_config))
     write_output(snapmod.dumps(snap), output, force)
 
 
@@ -318,6 +326,7 @@ def capacity(
     output: OutputOpt = None,
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """How many concurrent connections each limit allows, and which one binds first."""
     from tuneup import capacity as capmod
@@ -331,7 +340,13 @@ def capacity(
     note = ""
     if process is not None:
         pid, note = usage.find_process(process)
-    cap = capmod.model(usage.capacity_snapshot(pid), prof.params, pid, note)
+    from tuneup.facts import servers
+
+    app_configs = servers.parse_app_configs(app_config)
+    snap = usage.capacity_snapshot(pid)
+    if app_configs:
+        servers.add_facts(snap, app_configs)
+    cap = capmod.model(snap, prof.params, pid, note)
     write_output(render_capacity(cap, fmt), output, force)
 
 

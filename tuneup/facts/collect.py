@@ -30,7 +30,8 @@ def resolve_targets(pids: Iterable[int] = (), names: Iterable[str] = (), proc: s
 
 
 def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", service: str | None = None,
-            root: str = "/", sample: float | None = None, sockets: bool = True) -> Snapshot:
+            root: str = "/", sample: float | None = None, sockets: bool = True,
+            app_configs: dict[str, Path] | None = None) -> Snapshot:
     """The live host. Beside each live sysctl the value the next boot applies (boot.KEY, from the
     files under root); with service, rlimit.nofile.* are what systemd gives that unit. With sockets,
     the live socket census and kernel counters (read twice, `sample` seconds apart, when given)."""
@@ -75,7 +76,7 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
     ident = host.identity(proc)
     if limits_of:
         ident["limits_of"] = limits_of
-    return Snapshot(
+    snap = Snapshot(
         host=ident,
         facts=facts,
         processes=targets,
@@ -83,9 +84,14 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin="live",
     )
+    from tuneup.facts import servers   # app.*: the servers' own limits (live targets, --app-config)
+
+    servers.add_facts(snap, app_configs, proc=proc)
+    return snap
 
 
-def collect_root(keys: Iterable[str], root: Path, service: str | None = None) -> Snapshot:
+def collect_root(keys: Iterable[str], root: Path, service: str | None = None,
+                 app_configs: dict[str, Path] | None = None) -> Snapshot:
     """A filesystem tree (a golden image, a config repository) instead of a live host: every fact
     is the value the files under root give at boot, with the file and line that set it."""
     from tuneup.facts import configfiles
@@ -95,12 +101,16 @@ def collect_root(keys: Iterable[str], root: Path, service: str | None = None) ->
     keys = set(keys) | BASE_KEYS
     facts, limits_of = configfiles.snapshot_facts(root, {k for k in keys if sysctl.is_sysctl(k)}, service,
                                                   rootfs=True)
-    return Snapshot(
+    snap = Snapshot(
         host=_root_identity(root, limits_of),
         facts=facts,
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin=f"root:{root}",
     )
+    from tuneup.facts import servers   # app.*: the servers' configs at their default paths in the tree
+
+    servers.add_facts(snap, app_configs, root=root)
+    return snap
 
 
 def _root_identity(root: Path, limits_of: str) -> dict:
