@@ -49,7 +49,8 @@ def parse(text: str, path: str, depth: int = 0) -> dict[str, tuple[str, str]]:
 
 def resp_config_get(host: str, port: int | None, names: list[str], unix: str | None = None,
                     timeout: float = 3.0) -> dict[str, str] | None:
-    """CONFIG GET over RESP; None if the server does not answer or refuses (AUTH, renamed command)."""
+    """CONFIG GET over RESP (and INFO server's config_file as "config_file"); None if the server
+    does not answer or refuses (AUTH, renamed command)."""
     fam = socket.AF_UNIX if unix else (socket.AF_INET6 if ":" in host else socket.AF_INET)
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -65,6 +66,12 @@ def resp_config_get(host: str, port: int | None, names: list[str], unix: str | N
                 return None
             for i in range(0, len(reply) - 1, 2):
                 out[reply[i]] = reply[i + 1]
+        s.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        info = _read(f)
+        if isinstance(info, str):
+            for line in info.splitlines():
+                if line.startswith("config_file:"):
+                    out["config_file"] = line.split(":", 1)[1].strip()
         return out
     except (OSError, ValueError):
         return None
@@ -152,6 +159,11 @@ def live(pids: list[int], proc: str = "/proc", conf_path: Path | None = None) ->
     if listen is not None or unix:
         host, port = listen if listen else ("", None)
         values = resp_config_get(host, port, list(DEFAULTS), None if listen else unix)
+    if not conf and values and values.get("config_file"):   # the title hides the path: INFO server has it
+        path = Path(values["config_file"])
+        if path.is_file():
+            conf = parse(read_text(path), str(path))
+            origin = str(path)
     out = facts(conf, origin, values, nofile_soft(pid, proc), pid)
     if values is None:
         out = {k: f for k, f in out.items()}
