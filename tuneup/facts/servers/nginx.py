@@ -364,11 +364,14 @@ def dump(binary: str, conf: str | None, prefix: str | None, extra: list[str]) ->
 
 def live(pids: list[int], cpus: int, proc: str = "/proc") -> dict[str, Fact]:
     """Facts of a running nginx: its master's command line gives the config; `nginx -T` reads it."""
-    masters = [p for p in pids if "master process" in " ".join(cmdline(p, proc))] or pids[:1]
+    masters = [p for p in pids if "master process" in " ".join(cmdline(p, proc))]
+    if not masters:             # a worker was named: its parent is the master that holds the command line
+        parent = _ppid(pids[0], proc)
+        masters = [parent] if parent and "master process" in " ".join(cmdline(parent, proc)) else pids[:1]
     master = masters[0]
     argv = cmdline(master, proc)
     conf, prefix, extra = conf_from_cmdline(argv)
-    workers = [p for p in pids if p != master]
+    workers = [p for p in pids if p != master] or _children(master, proc)
     wsoft = nofile_soft(workers[0], proc) if workers else None
     wsrc = f"{proc}/{workers[0]}/limits (a worker; worker_rlimit_nofile not set)" if workers else ""
     binary = exe(master, proc) or "nginx"
@@ -383,6 +386,22 @@ def live(pids: list[int], cpus: int, proc: str = "/proc") -> dict[str, Fact]:
     out = facts(directives, origin, cpus, wsoft, wsrc)
     out["app.nginx.config"] = fact("nginx", "config", conf or "default", origin)
     return out
+
+
+def _ppid(pid: int, proc: str) -> int | None:
+    try:
+        with open(f"{proc}/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid: int, proc: str) -> list[int]:
+    try:
+        with open(f"{proc}/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def offline(conf: Path, cpus: int, root: Path | None = None) -> dict[str, Fact]:
