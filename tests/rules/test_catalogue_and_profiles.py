@@ -22,7 +22,7 @@ runner = CliRunner()
 PRIMARY = re.compile(r"^https://(docs\.kernel\.org|git\.kernel\.org|elixir\.bootlin\.com|man7\.org|"
                      r"www\.freedesktop\.org/software/systemd|0pointer\.net|www\.erlang\.org|github\.com/docker-library)/")
 SECTIONS = {"file descriptors and processes", "per-process limits", "erlang", "accept path", "ports and TIME_WAIT",
-            "orphans", "keepalive", "memory", "conntrack", "live sockets", "servers"}
+            "orphans", "keepalive", "memory", "conntrack", "live sockets"}
 
 
 def invoke(*args):
