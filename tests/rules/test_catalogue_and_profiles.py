@@ -20,9 +20,11 @@ from tuneup.rulebook import loader
 
 runner = CliRunner()
 PRIMARY = re.compile(r"^https://(docs\.kernel\.org|git\.kernel\.org|elixir\.bootlin\.com|man7\.org|"
-                     r"www\.freedesktop\.org/software/systemd|0pointer\.net|www\.erlang\.org|github\.com/docker-library)/")
+                     r"www\.freedesktop\.org/software/systemd|0pointer\.net|www\.erlang\.org|github\.com/docker-library|"
+                     # the servers' own documentation (rules/servers.toml)
+                     r"nginx\.org|docs\.haproxy\.org|redis\.io|raw\.githubusercontent\.com/redis|ninenines\.eu)/")
 SECTIONS = {"file descriptors and processes", "per-process limits", "erlang", "accept path", "ports and TIME_WAIT",
-            "orphans", "keepalive", "memory", "conntrack", "live sockets"}
+            "orphans", "keepalive", "memory", "conntrack", "live sockets", "servers"}
 
 
 def invoke(*args):
@@ -66,7 +68,8 @@ def test_fix_specs_where_a_setting_fixes_it():
     assert no_fix <= {"FD-FILE-NR-HEADROOM", "CT-COUNT-HEADROOM", "PROC-FD-USAGE", "BEAM-MAX-PORTS", "BEAM-PORTS-WITHIN-NOFILE",
                       "BEAM-MAX-PROCESSES", "NET-TCP-MEM-RAM", "NET-TCP-MEM-ORDER", "NET-TCP-RMEM-ORDER",
                       "NET-TCP-WMEM-ORDER", "MEM-LOAD-FITS-RAM", "NET-RESERVED-PORTS", "NET-KEEPALIVE-DEAD-PEER"} \
-        | {r.id for r in book().rules.values() if r.section == "live sockets"}   # what sockets are doing
+        | {r.id for r in book().rules.values() if r.section == "live sockets"} \
+        | {r.id for r in book().rules.values() if r.section == "servers"}   # the servers' own files: tuneup.fixes.servers
 
 
 # -- profiles ---------------------------------------------------------------------------------------

@@ -15,10 +15,6 @@ import pytest
 
 
 
-# Opt-in until they have data-driven rule cases: --rules-dir rules/servers
-SERVER_RULES = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "rules" / "servers")
-
-
 def can_netns() -> str | None:
     if os.geteuid() != 0:
         return "needs root to create network namespaces"

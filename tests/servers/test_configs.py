@@ -15,7 +15,7 @@ from tuneup.facts.servers import beam_config, erlterm, haproxy, nginx, redis
 from tuneup.facts.servers.common import ConfigError
 from tuneup.model import Fact, Snapshot
 
-from .conftest import SERVER_RULES, tuneup_cmd
+from .conftest import tuneup_cmd
 
 RELEASE_SYS_CONFIG = """%% sys.config of a release built with relx
 [{kernel, [{logger_level, info}]},
@@ -133,7 +133,7 @@ def test_term_reader_agrees_with_erl(tmp_path):
 def test_release_under_root_cli(tmp_path):
     """A relx release layout under --root: Ranch listeners from sys.config, +P from vm.args, file:line."""
     rel = release(tmp_path)
-    r = subprocess.run([*tuneup_cmd(), "audit", "--rules-dir", SERVER_RULES, "--root", str(tmp_path), "-p", "erlang", "--set", "connections=10000",
+    r = subprocess.run([*tuneup_cmd(), "audit", "--root", str(tmp_path), "-p", "erlang", "--set", "connections=10000",
                         "-f", "json", "--fail-on", "never"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)

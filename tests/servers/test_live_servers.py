@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import SERVER_RULES, need, tuneup_cmd
+from .conftest import need, tuneup_cmd
 
 
 def audit(ns, *args: str) -> dict:
-    r = ns.run(*tuneup_cmd(), "audit", "-f", "json", "--fail-on", "never", "--rules-dir", SERVER_RULES, *args, check=False)
+    r = ns.run(*tuneup_cmd(), "audit", "-f", "json", "--fail-on", "never", *args, check=False)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -123,6 +123,7 @@ def facts(conf: dict[str, tuple[str, str]], origin: str, live_values: dict[str, 
     else:
         put("maxclients_configured", DEFAULTS["maxclients"], f"default ({DEFAULTS['maxclients']}; {origin})")
     put("nofile", nofile, f"/proc/{pid}/limits" if pid else f"not a running server ({origin})")
+    put("config", origin, origin)
     return out
 
 
