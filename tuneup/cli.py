@@ -392,6 +392,7 @@ def fix(
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (default: ./tuneup.toml if present).")] = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """Render (and optionally apply) the config that fixes the failing rules.
 
@@ -411,15 +412,21 @@ def fix(
         require_root("fix --apply")
         if snapshot is not None:
             raise UsageError("--apply changes this host; it cannot use a snapshot of another", "--snapshot")
-    snap = run.obtain_snapshot(plan, snapshot, root=root, service=service)
+    from tuneup.facts.servers import parse_app_configs
+    from tuneup.fixes import servers as server_fixes
+
+    snap = run.obtain_snapshot(plan, snapshot, root=root, service=service, app_configs=parse_app_configs(app_config))
     report = plan.audit(snap)
     fixplan = plan_fixes(list(plan.book.rules.values()), plan.rules, snap, plan.profile.params, report, service)
     files = render_files(fixplan)
+    # the servers' own settings: snippets to review, never part of what --apply installs
+    review = server_fixes.render(server_fixes.plan(report, snap, plan.profile.params),
+                                 str(snap.host.get("hostname", "?")), plan.profile.name)
     if out_dir is not None:
-        write_tree(files, out_dir, force)
-    write_output(summary(fixplan, files, str(out_dir) if out_dir else None), None, False)
+        write_tree({**files, **review}, out_dir, force)
+    write_output(summary(fixplan, files, str(out_dir) if out_dir else None) + server_fixes.summary(review), None, False)
     if out_dir is None and not apply_:
-        write_output("".join(f"==> {p} <==\n{t}\n" for p, t in sorted(files.items())), None, False)
+        write_output("".join(f"==> {p} <==\n{t}\n" for p, t in sorted({**files, **review}.items())), None, False)
     if apply_:
         from tuneup.fixes import apply as applymod
 
