@@ -334,9 +334,9 @@ def server_limits(snap: Snapshot, params: Mapping[str, Any]) -> list[Limit]:
     wc, workers = _int(snap, "app.nginx.worker_connections"), _int(snap, "app.nginx.worker_processes")
     if clients is not None and wc is not None and workers:
         add("nginx.worker_connections", "app.nginx.worker_connections", clients,
-            f"worker_connections >= {-(-connections * (2 if _int(snap, 'app.nginx.proxy') else 1) // workers) + 2} "
-            "in the events block (per worker), and worker_rlimit_nofile above it",
-            _src(snap, "app.nginx.max_clients") + "; when full nginx closes up to 32 idle connections per new one")
+            f"worker_connections >= {_nginx_wc(snap, connections, workers)} in the events block (per worker), "
+            "and worker_rlimit_nofile above it",
+            _src(snap, "app.nginx.max_clients") + "; past it every new connection makes nginx close up to 32 idle ones")
         nofile = _int(snap, "app.nginx.nofile")
         if nofile is not None and nofile < wc:
             per = 2 if _int(snap, "app.nginx.proxy") else 1
@@ -373,6 +373,13 @@ def server_limits(snap: Snapshot, params: Mapping[str, Any]) -> list[Limit]:
         out.append(erlang_limit(ports, _per(params.get("fds_per_connection", 1)), _src(snap, "app.beam.max_ports"),
                                 connections))
     return out
+
+
+def _nginx_wc(snap: Snapshot, connections: int, workers: int) -> int:
+    from tuneup.facts.servers.nginx import worker_connections_for
+
+    per = 2 if _int(snap, "app.nginx.proxy") else 1
+    return worker_connections_for(-(-connections * per // workers), _int(snap, "app.nginx.listens") or 1)
 
 
 # -- the probe's own situation ---------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_nginx_parser_follows_includes_and_keeps_lines(tmp_path):
     assert f["app.nginx.backlog"] == Fact("app.nginx.backlog", 4096, f"{tmp_path}/sites/a.conf:2")
     assert f["app.nginx.nofile"].value == 4096
     assert f["app.nginx.reuseport"].value == 1 and f["app.nginx.upstream_keepalive"].value == 8
-    assert f["app.nginx.max_clients"].value == 4 * (1024 - 1 - 1)
+    assert f["app.nginx.max_clients"].value == 4 * (1024 - 64 - 1 - 1)
 
 
 @pytest.mark.parametrize("text,where", [

@@ -68,13 +68,13 @@ def test_nginx_live(ns, tmp_path):
     assert fact(snap, "app.nginx.backlog") == (64, f"{tmp_path}/conf.d/site.conf:2")
     assert fact(snap, "app.nginx.keepalive_timeout")[0] == 20
     assert fact(snap, "app.nginx.proxy")[0] == 1
-    # 2 workers x (300 - 1 listener - 1 channel) / 2 (proxy)
-    assert fact(snap, "app.nginx.max_clients")[0] == 2 * 298 // 2
+    # 2 workers x (300 - 300/16 kept free - 1 listener - 1 channel) / 2 (proxy)
+    assert fact(snap, "app.nginx.max_clients")[0] == 2 * (300 - 18 - 2) // 2
     worker_soft = int(Path(f"/proc/{master}/limits").read_text().split("Max open files")[1].split()[0])
     assert fact(snap, "app.nginx.nofile")[0] == worker_soft
     rep = audit(ns, "--process", "nginx", "--set", "connections=1000")
     f = finding(rep, "NGINX-CONNECTIONS")
-    assert f["status"] == "fail" and f["actual"] == 298
+    assert f["status"] == "fail" and f["actual"] == 280
     assert finding(rep, "NGINX-BACKLOG-SOMAXCONN")["status"] == "pass"
 
 

@@ -57,7 +57,9 @@ def plan(report: Report, snap: Snapshot, params: Mapping[str, Any]) -> list[Chan
         if r == "NGINX-CONNECTIONS":
             workers = max(1, _int(snap, "app.nginx.worker_processes") or 1)
             per = 2 if _int(snap, "app.nginx.proxy") else 1
-            wc = -(-connections * per // workers) + (_int(snap, "app.nginx.listens") or 1) + 1
+            from tuneup.facts.servers.nginx import worker_connections_for
+
+            wc = worker_connections_for(-(-connections * per // workers), _int(snap, "app.nginx.listens") or 1)
             add("nginx", "worker_connections", wc, "events block (replace the existing line)")
             add("nginx", "worker_rlimit_nofile", wc + 1024, "main context (top level of nginx.conf)")
         elif r == "NGINX-NOFILE":

@@ -13,8 +13,15 @@ Facts (app.nginx.*), each with the file:line that set it:
   keepalive_timeout     seconds an idle client keepalive connection is held (default 75)
   upstream_keepalive    the smallest `keepalive` of an upstream block; absent without one
   proxy                 1 when the config proxies (proxy_pass & co.): two connections per client
-  max_clients           workers x (worker_connections - listens - 1 master channel) / (2 when proxying);
-                        when it is reached nginx closes up to 32 idle connections to make room
+  max_clients           client connections nginx holds before it starts closing idle ones:
+                        workers x per_worker(worker_connections, listens) / (2 when proxying)
+
+Each worker's connection slots: one per listening socket and one for the channel to the master are
+taken for good; once no more than worker_connections/16 slots are free, every new connection makes
+nginx close up to 32 of its idle (keepalive, waiting-for-request) connections, the oldest first
+("worker_connections are not enough, reusing connections": ngx_drain_connections in
+src/core/ngx_connection.c). Measured with nginx 1.22 and `tuneup probe`: worker_connections 512, one
+worker, one listener -> 478 idle clients held, the 479th makes nginx close 32.
 """
 
 from __future__ import annotations
@@ -314,12 +321,25 @@ def facts(directives: list[Directive], origin: str, cpus: int, worker_nofile: in
     proxies = [d for d in directives if d.name in PROXY_DIRECTIVES]
     put("proxy", 1 if proxies else 0, proxies[0].where if proxies else f"no proxy_pass ({origin})")
     per = 2 if proxies else 1
-    free = max(0, conns - n_listen - 1)
-    put("max_clients", workers * free // per,
-        f"{workers} worker(s) x ({conns} worker_connections - {n_listen} listening socket(s) - 1 channel to "
-        "the master)"
+    put("max_clients", workers * per_worker(conns, n_listen) // per,
+        f"{workers} worker(s) x ({conns} worker_connections - {conns // 16} kept free (nginx closes idle "
+        f"connections below that) - {n_listen} listening socket(s) - 1 channel to the master)"
         + (" / 2 (each client also holds an upstream connection)" if per == 2 else ""))
     return out
+
+
+def per_worker(worker_connections: int, listens: int) -> int:
+    """Connections one worker holds before it starts closing idle ones (see the module docstring)."""
+    return max(0, worker_connections - worker_connections // 16 - listens - 1)
+
+
+def worker_connections_for(per_worker_needed: int, listens: int) -> int:
+    """The smallest worker_connections whose per_worker() is at least per_worker_needed."""
+    wc = per_worker_needed + listens + 1
+    wc += wc // 15
+    while per_worker(wc, listens) < per_worker_needed:
+        wc += 1
+    return wc
 
 
 def conf_from_cmdline(argv: list[str]) -> tuple[str | None, str | None, list[str]]:
