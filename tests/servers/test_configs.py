@@ -172,3 +172,23 @@ def test_capacity_names_the_server_as_binding():
     assert cap.binding.name == "redis.maxclients" and cap.binding.ceiling == 1024 - 32
     names = [lim.name for lim in cap.limits]
     assert names.index("nginx.worker_connections") < names.index("nr_open")
+
+
+def test_a_process_name_that_is_not_utf8_does_not_break_process_lookup():
+    """--process walks every /proc/PID/comm: a name with a byte like 0xff (PR_SET_NAME allows any
+    bytes) must not end the run with an internal error."""
+    import sys
+
+    from tuneup.facts import processes
+
+    code = ("import ctypes, sys, time; ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b'\\xfftH-odd'), 0, 0, 0); "
+            "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        assert Path(f"/proc/{p.pid}/comm").read_bytes().startswith(b"\xff")
+        assert processes.find_by_name("\ufffdtH-odd") == [p.pid]
+        assert processes.find_by_name("no-such-process-tH") == []
+    finally:
+        p.kill()
+        p.wait()
