@@ -192,3 +192,32 @@ def test_a_process_name_that_is_not_utf8_does_not_break_process_lookup():
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_fake_nginx_cannot_make_root_read_or_run_its_files(tmp_path):
+    """Any user can start a process called nginx whose command line names a file it cannot read
+    (or a binary of its own): tuneup, running as root, neither runs that binary (`nginx -T`) nor
+    reads the file, and the file's content never reaches the output."""
+    import os
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    secret = tmp_path / "secret.conf"
+    secret.write_text("s3cr3t-token-tH;\n")
+    secret.chmod(0o600)
+    tmp_path.chmod(0o755)
+    code = ("import ctypes, sys, time; ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b'nginx'), 0, 0, 0); "
+            "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)")
+    p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code,
+                          "-c", str(secret)], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        # the title nginx would set: "nginx: master process nginx -c FILE"
+        r = subprocess.run([*tuneup_cmd(), "audit", "--pid", str(p.pid), "-f", "json"], capture_output=True,
+                           text=True, timeout=120)
+        assert "s3cr3t" not in r.stdout + r.stderr
+        assert r.returncode == 2 and "not readable by the user of pid" in r.stderr, r.stderr
+    finally:
+        p.kill()
+        p.wait()

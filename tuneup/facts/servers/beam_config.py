@@ -216,13 +216,14 @@ def ranch_version_under(release_dir: Path) -> str | None:
     return names[-1][len("ranch-"):] if names else None
 
 
-def release_facts(vm_args: Path | None, sys_config: Path | None, ranch_version: str | None = None) -> dict[str, Fact]:
+def release_facts(vm_args: Path | None, sys_config: Path | None, ranch_version: str | None = None,
+                  as_pid: int | None = None) -> dict[str, Fact]:
     out: dict[str, Fact] = {}
     if vm_args is not None:
-        out.update(vm_facts(parse_vm_args(read_text(vm_args), str(vm_args)), str(vm_args)))
+        out.update(vm_facts(parse_vm_args(read_text(vm_args, as_pid), str(vm_args)), str(vm_args)))
         out["app.beam.vm_args"] = fact("beam", "vm_args", str(vm_args), str(vm_args))
     if sys_config is not None:
-        text = read_text(sys_config)
+        text = read_text(sys_config, as_pid)
         consult_check(sys_config)
         terms = erlterm.consult(text, str(sys_config))
         if ranch_version is None:
@@ -273,6 +274,6 @@ def live(pid: int, argv: list[str]) -> dict[str, Fact]:
             if not p.suffix:
                 p = p.with_suffix(".config")
             if p.is_file():
-                out.update(release_facts(None, p))
+                out.update(release_facts(None, p, as_pid=pid))
             break
     return out

@@ -27,12 +27,18 @@ def fact(server: str, name: str, value: Value, source: str, error: str | None = 
     return Fact(key, value, source, error)
 
 
-def read_text(path: Path) -> str:
-    """A config file's text; not a regular file, too big or unreadable is bad input."""
+def read_text(path: Path, as_pid: int | None = None, proc: str = "/proc") -> str:
+    """A config file's text; not a regular file, too big or unreadable is bad input.
+
+    as_pid: the path came from that process (its command line, its answer): read it only if the
+    process's own user could (tuneup runs as root, and any process can name a file it cannot read,
+    such as /etc/shadow, hoping for its first line in an error message)."""
     try:
         st = path.stat()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", str(path)) from None
+    if as_pid is not None and not readable_by(st, *credentials(as_pid, proc)):
+        raise ConfigError(f"not readable by the user of pid {as_pid}: not read", str(path))
     if not path.is_file():
         raise ConfigError("not a regular file", str(path))
     if st.st_size > MAX_CONFIG_BYTES:
@@ -41,6 +47,39 @@ def read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", str(path)) from None
+
+
+def credentials(pid: int, proc: str = "/proc") -> tuple[int | None, set[int]]:
+    """(real uid, gids) of a process from /proc/PID/status; (None, set()) if unreadable."""
+    uid: int | None = None
+    gids: set[int] = set()
+    try:
+        with open(f"{proc}/{pid}/status", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Uid:"):
+                    uid = int(line.split()[1])
+                elif line.startswith("Gid:"):
+                    gids.add(int(line.split()[1]))
+                elif line.startswith("Groups:"):
+                    gids.update(int(g) for g in line.split()[1:])
+    except (OSError, ValueError, IndexError):
+        return None, set()
+    return uid, gids
+
+
+def readable_by(st: os.stat_result, uid: int | None, gids: set[int]) -> bool:
+    """The kernel's permission bits check for reading (ACLs and capabilities other than root's aside)."""
+    import stat
+
+    if uid is None:
+        return False
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IRUSR)
+    if st.st_gid in gids:
+        return bool(st.st_mode & stat.S_IRGRP)
+    return bool(st.st_mode & stat.S_IROTH)
 
 
 def cmdline(pid: int, proc: str = "/proc") -> list[str]:

@@ -232,7 +232,7 @@ def live(pids: list[int], cpus: int, proc: str = "/proc") -> dict[str, Fact]:
     argv = cmdline(pid, proc)
     confs = conf_from_cmdline(argv) or ["/etc/haproxy/haproxy.cfg"]
     path = Path(confs[0])
-    text = read_text(path)
+    text = read_text(path, as_pid=pid, proc=proc)
     info: dict[str, str] = {}
     rows: list[dict[str, str]] = []
     for _k, _n, kw, args, _ln in parse(text, str(path)):

@@ -138,8 +138,10 @@ def parse(text: str, path: str, include: Callable[[str, Directive], list[Directi
     return out
 
 
-def read_files(conf: Path, prefix: Path | None = None, root: Path | None = None) -> list[Directive]:
-    """The config file and its includes (globs relative to the config's directory, as nginx does)."""
+def read_files(conf: Path, prefix: Path | None = None, root: Path | None = None,
+               as_pid: int | None = None) -> list[Directive]:
+    """The config file and its includes (globs relative to the config's directory, as nginx does);
+    as_pid: only files that process's user may read (see common.read_text)."""
     seen = [0]
     base = prefix or conf.parent
 
@@ -147,7 +149,7 @@ def read_files(conf: Path, prefix: Path | None = None, root: Path | None = None)
         seen[0] += 1
         if seen[0] > MAX_INCLUDES:
             raise ConfigError(f"more than {MAX_INCLUDES} included files (an include loop?)", str(path))
-        return parse(read_text(path), str(path), include_at, context)
+        return parse(read_text(path, as_pid), str(path), include_at, context)
 
     def include_at(pattern: str, d: Directive) -> list[Directive]:
         pat = pattern
@@ -394,18 +396,47 @@ def live(pids: list[int], cpus: int, proc: str = "/proc") -> dict[str, Fact]:
     workers = [p for p in pids if p != master] or _children(master, proc)
     wsoft = nofile_soft(workers[0], proc) if workers else None
     wsrc = f"{proc}/{workers[0]}/limits (a worker; worker_rlimit_nofile not set)" if workers else ""
-    binary = exe(master, proc) or "nginx"
-    directives = dump(binary, conf, prefix, extra)
+    binary = exe(master, proc)
+    trusted = binary is not None and _trusted_binary(binary) and _uid(master, proc) == 0
+    directives = dump(binary, conf, prefix, extra) if trusted and binary else None
     origin = f"{binary} -T (pid {master})"
-    if directives is None:
+    if directives is None:          # not a root master running a root-owned binary: read the files ourselves
         path = Path(conf or "/etc/nginx/nginx.conf")
         if not path.is_absolute():
             path = Path(prefix or "/usr/share/nginx") / path
-        directives = read_files(path, Path(prefix) if prefix else None)
+        directives = read_files(path, Path(prefix) if prefix else None, as_pid=master)
         origin = str(path)
     out = facts(directives, origin, cpus, wsoft, wsrc)
     out["app.nginx.config"] = fact("nginx", "config", conf or "default", origin)
     return out
+
+
+def _uid(pid: int, proc: str) -> int | None:
+    """The real uid of a process (/proc/PID/status Uid:)."""
+    try:
+        with open(f"{proc}/{pid}/status", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _trusted_binary(path: str) -> bool:
+    """tuneup runs as root: it executes `nginx -T` only with a binary that root owns and no one
+    else can write, in directories no one else can write (any process can call itself nginx)."""
+    import stat
+
+    p = Path(path)
+    for q in [p, *p.parents]:
+        try:
+            st = q.stat()
+        except OSError:
+            return False
+        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return False
+    return True
 
 
 def _ppid(pid: int, proc: str) -> int | None:

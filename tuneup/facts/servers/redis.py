@@ -28,7 +28,7 @@ RESERVED_FDS = 32        # CONFIG_MIN_RESERVED_FDS in server.h
 MAX_INCLUDES = 100
 
 
-def parse(text: str, path: str, depth: int = 0) -> dict[str, tuple[str, str]]:
+def parse(text: str, path: str, depth: int = 0, as_pid: int | None = None) -> dict[str, tuple[str, str]]:
     """{directive: (value, "file:line")}, the last one winning, includes followed."""
     out: dict[str, tuple[str, str]] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
@@ -41,7 +41,7 @@ def parse(text: str, path: str, depth: int = 0) -> dict[str, tuple[str, str]]:
             if depth >= MAX_INCLUDES:
                 raise ConfigError("include nesting too deep", f"{path}:{lineno}")
             inc = Path(words[1])
-            out.update(parse(read_text(inc), str(inc), depth + 1))
+            out.update(parse(read_text(inc, as_pid), str(inc), depth + 1, as_pid))
             continue
         out[key] = (" ".join(words[1:]).strip('"'), f"{path}:{lineno}")
     return out
@@ -150,7 +150,7 @@ def live(pids: list[int], proc: str = "/proc", conf_path: Path | None = None) ->
                 path = Path(a)
     if path is not None and path.is_file():
         try:
-            conf = parse(read_text(path), str(path))
+            conf = parse(read_text(path, pid, proc), str(path), as_pid=pid)
             origin = str(path)
         except ConfigError:
             conf = {}
@@ -163,8 +163,11 @@ def live(pids: list[int], proc: str = "/proc", conf_path: Path | None = None) ->
     if not conf and values and values.get("config_file"):   # the title hides the path: INFO server has it
         path = Path(values["config_file"])
         if path.is_file():
-            conf = parse(read_text(path), str(path))
-            origin = str(path)
+            try:
+                conf = parse(read_text(path, pid, proc), str(path), as_pid=pid)
+                origin = str(path)
+            except ConfigError:
+                conf = {}
     out = facts(conf, origin, values, nofile_soft(pid, proc), pid)
     if values is None:
         out = {k: f for k, f in out.items()}
