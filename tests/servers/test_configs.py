@@ -32,7 +32,7 @@ def release(root: Path, ranch: str = "2.1.0") -> Path:
     rel.mkdir(parents=True)
     (root / "opt" / "myapp" / "lib" / f"ranch-{ranch}").mkdir(parents=True)
     (rel / "sys.config").write_text(RELEASE_SYS_CONFIG)
-    (rel / "vm.args").write_text("-name myapp@127.0.0.1\n-setcookie x\n+P 262144\n+K true\n")
+    (rel / "vm.args").write_text("-name myapp@127.0.0.1\n-setcookie x\n+P 262144\n+K true\n+IOt 2 +IOp 2\n")
     return rel
 
 
@@ -143,6 +143,14 @@ def test_release_under_root_cli(tmp_path):
     assert f["source"].startswith(f"{rel}/sys.config:6")
     p = next(x for x in rep["findings"] if x["rule"] == "BEAM-VMARGS-MAX-PROCESSES")
     assert p["status"] == "pass" and p["actual"] == 262144 and p["source"] == f"{rel}/vm.args:3"
+
+
+def test_vm_args_flags(tmp_path):
+    rel = release(tmp_path)
+    f = beam_config.release_facts(rel / "vm.args", None)
+    assert f["app.beam.io_pollsets"] == Fact("app.beam.io_pollsets", 2, f"{rel}/vm.args:5")
+    assert f["app.beam.kernel_poll"].value == "true" and f["app.beam.max_ports"].value == 65536
+    assert "default" in f["app.beam.max_ports"].source
 
 
 def test_ranch_1x_limit_is_total(tmp_path):

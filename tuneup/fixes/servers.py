@@ -72,6 +72,12 @@ def plan(report: Report, snap: Snapshot, params: Mapping[str, Any]) -> list[Chan
                     ">= N: tuneup fix renders that sysctl)")
         elif r == "NGINX-KEEPALIVE-TIMEOUT":
             add("nginx", "keepalive_timeout", dead_peer, "http block")
+        elif r == "NGINX-PROXY-READ-TIMEOUT":
+            add("nginx", "proxy_read_timeout", 2 * int(params.get("app_keepalive_s", 0)) + 10,
+                "the websocket location (or http block)")
+        elif r == "HAPROXY-TIMEOUT-TUNNEL":
+            add("haproxy", "timeout tunnel", max(2 * int(params.get("app_keepalive_s", 0)) + 10, 60),
+                "defaults section (or the websocket backend)")
         elif r == "HAPROXY-MAXCONN":
             add("haproxy", "maxconn", connections, "global section")
         elif r == "HAPROXY-FRONTEND-MAXCONN":

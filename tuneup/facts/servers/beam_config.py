@@ -10,6 +10,7 @@ Facts (app.beam.* and app.ranch.*):
   beam.max_processes     +P (default 1048576)
   beam.max_ports         +Q, else ERL_MAX_PORTS, else 65536 (raised to the fd limit at start)
   beam.kernel_poll       +K true/false (ignored since OTP 21; recorded)
+  beam.io_poll_threads   +IOt, beam.io_pollsets +IOp: the I/O polling threads and poll sets (recorded)
   ranch.listeners        listeners found
   ranch.max_connections  the smallest listener's max_connections (default 1024)
   ranch.num_conns_sups   its connection supervisors (Ranch 2: default num_acceptors)
@@ -101,8 +102,12 @@ def vm_facts(args: list[tuple[str, str]], origin: str) -> dict[str, Fact]:
         out["app.beam.max_ports"] = fact("beam", "max_ports", BEAM_DEFAULT_PORTS,
                                          f"default (+Q {BEAM_DEFAULT_PORTS}, raised to RLIMIT_NOFILE at start; "
                                          f"{origin})")
-    if "K" in found:
+    if "K" in found:     # accepted and ignored since OTP 21 (the VM always uses epoll): recorded only
         out["app.beam.kernel_poll"] = fact("beam", "kernel_poll", found["K"][0], found["K"][1])
+    for flag, name in (("IOt", "io_poll_threads"), ("IOp", "io_pollsets")):
+        n = num(flag)
+        if n:
+            out[f"app.beam.{name}"] = fact("beam", name, n[0], n[1])
     return out
 
 

@@ -12,6 +12,8 @@ Facts (app.nginx.*), each with the file:line that set it:
   reuseport             listen directives with reuseport
   keepalive_timeout     seconds an idle client keepalive connection is held (default 75)
   upstream_keepalive    the smallest `keepalive` of an upstream block; absent without one
+  proxy_read_timeout    the smallest proxy_read_timeout in seconds (default 60): an idle proxied
+                        connection (a websocket) is closed when the upstream sends nothing for that long
   proxy                 1 when the config proxies (proxy_pass & co.): two connections per client
   max_clients           client connections nginx holds before it starts closing idle ones:
                         workers x per_worker(worker_connections, listens) / (2 when proxying)
@@ -40,6 +42,7 @@ DEFAULT_CONF = "etc/nginx/nginx.conf"
 DEFAULT_WORKER_CONNECTIONS = 512
 DEFAULT_BACKLOG = 511            # NGX_LISTEN_BACKLOG on Linux
 DEFAULT_KEEPALIVE_TIMEOUT = 75
+DEFAULT_PROXY_READ_TIMEOUT = 60
 PROXY_DIRECTIVES = ("proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass", "memcached_pass")
 MAX_INCLUDES = 1000
 
@@ -319,6 +322,16 @@ def facts(directives: list[Directive], origin: str, cpus: int, worker_nofile: in
         put("upstream_keepalive", n, d.where)
     else:
         put("upstream_keepalive", None, f"no upstream keepalive ({origin})")
+
+    prt = [(_seconds(d.args[0]) if d.args else None, d) for d in directives if d.name == "proxy_read_timeout"]
+    for secs, d in prt:
+        if secs is None:
+            raise ConfigError("proxy_read_timeout is not a time", d.where)
+    if prt:
+        secs, d = min(prt, key=lambda t: t[0])
+        put("proxy_read_timeout", secs, d.where)
+    else:
+        put("proxy_read_timeout", DEFAULT_PROXY_READ_TIMEOUT, f"default ({DEFAULT_PROXY_READ_TIMEOUT}s; {origin})")
 
     proxies = [d for d in directives if d.name in PROXY_DIRECTIVES]
     put("proxy", 1 if proxies else 0, proxies[0].where if proxies else f"no proxy_pass ({origin})")
