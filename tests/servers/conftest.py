@@ -12,24 +12,7 @@ import time
 import uuid
 
 import pytest
-
-
-
-def can_netns() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None:
-        return "iproute2 'ip' is not installed"
-    return None
-
-
-def tuneup_cmd() -> list[str]:
-    """The console script beside this interpreter when there is one, else python -m tuneup."""
-    import sys
-    from pathlib import Path
-
-    script = Path(sys.executable).parent / "tuneup"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tuneup"]
+from conftest import can_netns, tuneup_cmd  # noqa: F401 (tests/conftest.py; tuneup_cmd re-exported)
 
 
 class Ns:
