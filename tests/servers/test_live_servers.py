@@ -75,6 +75,13 @@ def test_nginx_live(ns, tmp_path):
     rep = audit(ns, "--process", "nginx", "--set", "connections=1000")
     f = finding(rep, "NGINX-CONNECTIONS")
     assert f["status"] == "fail" and f["actual"] == 280
+    # the snapshot keeps them: audited elsewhere, the same finding with the same file:line
+    saved = tmp_path / "snap.json"
+    saved.write_text(json.dumps(snap))
+    again = audit(ns, "--snapshot", str(saved), "--set", "connections=1000")
+    g = finding(again, "NGINX-CONNECTIONS")
+    assert (g["status"], g["actual"]) == ("fail", 280)
+    assert finding(again, "NGINX-BACKLOG-SOMAXCONN")["source"] == f"{tmp_path}/conf.d/site.conf:2"
     assert finding(rep, "NGINX-BACKLOG-SOMAXCONN")["status"] == "pass"
 
 
