@@ -70,3 +70,19 @@ def test_fix_cli_writes_review_snippets_apart_from_apply(tmp_path):
     apply_sh = out / "apply.sh"
     assert not apply_sh.exists() or "review/" not in apply_sh.read_text()
     assert conf.read_text().count("worker_connections 768") == 1        # the server's file is untouched
+
+
+def test_one_line_per_setting(tmp_path):
+    """Two rules asking for Redis's tcp-backlog (within somaxconn, and big enough for a storm)
+    give one line, the larger value, naming both rules."""
+    rconf = tmp_path / "redis.conf"
+    rconf.write_text("tcp-backlog 511\n")
+    facts = dict(redis.offline(rconf))
+    from tuneup.model import Fact
+
+    facts["net.core.somaxconn"] = Fact("net.core.somaxconn", 128, "test")
+    snap = Snapshot(host={"cpus": 2}, facts=facts)
+    report = _audit(snap, {"connections": 1000})
+    changes = [c for c in server_fixes.plan(report, snap, report.params) if c.setting == "tcp-backlog"]
+    assert len(changes) == 1 and changes[0].value == 5000
+    assert set(changes[0].rule.split(", ")) == {"REDIS-BACKLOG-SOMAXCONN", "REDIS-BACKLOG-STORM"}

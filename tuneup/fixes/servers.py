@@ -85,6 +85,12 @@ def plan(report: Report, snap: Snapshot, params: Mapping[str, Any]) -> list[Chan
         elif r == "HAPROXY-ULIMIT":
             add("haproxy", "ulimit-n", 2 * (_int(snap, "app.haproxy.maxconn") or connections) + 1024,
                 "global section (or remove ulimit-n: HAProxy computes it from maxconn)")
+        elif r == "HAPROXY-BACKLOG-STORM":
+            add("haproxy", "backlog", int(f.expected_value), "defaults section (and net.core.somaxconn >= it)")
+        elif r == "REDIS-BACKLOG-STORM":
+            add("redis", "tcp-backlog", int(f.expected_value), "redis.conf (and net.core.somaxconn >= it)")
+        elif r == "RANCH-BACKLOG-STORM":
+            add("sys.config", "backlog", int(f.expected_value), "the listener's socket_opts (and net.core.somaxconn >= it)")
         elif r == "HAPROXY-BACKLOG-SOMAXCONN" and somaxconn:
             add("haproxy", "backlog", somaxconn, "defaults section (or each frontend)")
         elif r == "HAPROXY-TIMEOUT-CLIENT":
@@ -109,7 +115,25 @@ def plan(report: Report, snap: Snapshot, params: Mapping[str, Any]) -> list[Chan
             add("vm.args", "+P", int(f.expected_value) * 11 // 10, "vm.args")
         elif r == "BEAM-VMARGS-MAX-PORTS":
             add("vm.args", "+Q", int(f.expected_value), "vm.args")
-    return out
+    return _one_per_setting(out)
+
+
+def _one_per_setting(changes: list[Change]) -> list[Change]:
+    """One line per (file, setting): the largest value, naming every rule that asked for it (a
+    backlog wanted by the storm rule above somaxconn is served by raising somaxconn, not lowering it)."""
+    from dataclasses import replace
+
+    merged: dict[tuple[str, str], Change] = {}
+    for c in changes:
+        k = (c.file, c.setting)
+        if k not in merged:
+            merged[k] = c
+            continue
+        old = merged[k]
+        top = c if c.value > old.value else old
+        rules = ", ".join(dict.fromkeys(old.rule.split(", ") + c.rule.split(", ")))
+        merged[k] = replace(top, rule=rules)
+    return list(merged.values())
 
 
 def render(changes: list[Change], host: str, profile: str) -> dict[str, str]:
