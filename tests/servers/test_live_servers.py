@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from tuneup.facts.servers.erlterm import consult
 
 from .conftest import need, tuneup_cmd
 
@@ -145,7 +146,8 @@ def test_redis_live_lowered_maxclients(ns, tmp_path):
 
 
 def test_erlang_vm_live(ns, tmp_path):
-    """An Erlang VM with +P and a sys.config with a Ranch listener: the facts equal init:get_arguments."""
+    """An Erlang VM with +P and a sys.config with a Ranch listener: the facts equal what the VM says
+    (erlang:system_info(process_limit), init:get_argument(config))."""
     need("erl")
     out = tmp_path / "args.txt"
     cfg = tmp_path / "sys.config"
@@ -157,8 +159,6 @@ def test_erlang_vm_live(ns, tmp_path):
     deadline = time.monotonic() + 30
     while not (out.exists() and out.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    from tuneup.facts.servers.erlterm import consult
-
     limit, config_arg = consult(out.read_text(), str(out))     # what the VM says about itself
     pid = p.pid           # ip netns exec -> erl -> erlexec -> beam.smp: each execs the next
     assert Path(f"/proc/{pid}/comm").read_text().strip() == "beam.smp"

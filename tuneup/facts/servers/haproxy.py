@@ -20,7 +20,7 @@ import re
 import socket
 from pathlib import Path
 
-from tuneup.facts.servers.common import ConfigError, cmdline, exe, fact, nofile_soft, read_text, run_tool
+from tuneup.facts.servers.common import ConfigError, cmdline, fact, nofile_soft, read_text, run_tool
 from tuneup.model import Fact
 
 DEFAULT_CONF = "etc/haproxy/haproxy.cfg"
