@@ -231,3 +231,19 @@ def test_a_fake_nginx_cannot_make_root_read_or_run_its_files(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_control_characters_from_a_config_are_escaped(tmp_path):
+    """A file name or word with an escape sequence or a newline stays one escaped line, in a fact's
+    source and in an error."""
+    d = tmp_path / "a\x1b[2Jb"
+    d.mkdir()
+    (d / "inc.conf").write_text("server { listen 80 backlog=100; }\n")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"events {{ }}\nhttp {{ include {d}/inc.conf; }}\n")
+    f = nginx.offline(conf, 2)
+    assert "\x1b" not in f["app.nginx.backlog"].source and "\\x1b[2Jb/inc.conf:1" in f["app.nginx.backlog"].source
+    (d / "inc.conf").write_text("server { listen 80\x07 backlog=100 }\n")
+    with pytest.raises(ConfigError) as exc:
+        nginx.offline(conf, 2)
+    assert "\x1b" not in str(exc.value) and "\x07" not in str(exc.value)

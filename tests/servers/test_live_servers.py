@@ -173,3 +173,19 @@ def test_erlang_vm_live(ns, tmp_path):
     f = finding(rep, "RANCH-MAX-CONNECTIONS")      # Ranch 2: 700 per connection supervisor x 4 (num_acceptors)
     assert f["status"] == "fail" and f["actual"] == 2800
     assert finding(rep, "BEAM-VMARGS-MAX-PROCESSES")["status"] == "pass"
+
+
+def test_redis_with_a_password_falls_back_to_its_file(ns, tmp_path):
+    """CONFIG GET needs AUTH here: tuneup says so and takes the values from redis.conf (INFO is
+    refused too, so the file is the one on the command line)."""
+    need("redis-server", "redis-cli")
+    port = 21000 + (hash(ns.name) % 1000)
+    conf = tmp_path / "redis.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nsave \"\"\ndir {tmp_path}\nrequirepass pw-tH\nmaxclients 3000\n")
+    ns.popen("redis-server", str(conf))
+    ns.wait_port(port)
+    snap = collect(ns, "--process", "redis-server", "--app-config", f"redis={conf}")
+    assert fact(snap, "app.redis.live")[0] == 0 and "not answered" in fact(snap, "app.redis.live")[1]
+    assert fact(snap, "app.redis.maxclients") == (3000, f"{conf}:6")
+    said = ns.run("redis-cli", "-p", str(port), "-a", "pw-tH", "--no-auth-warning", "CONFIG", "GET", "maxclients")
+    assert said.stdout.split()[1] == "3000"

@@ -13,18 +13,24 @@ from pathlib import Path
 
 from tuneup.errors import UsageError
 from tuneup.model import Fact, Value
+from tuneup.textsafe import printable
 
 TOOL_TIMEOUT_S = 10
 MAX_CONFIG_BYTES = 8 * 2**20     # a config file bigger than this is not a config file
 
 
 class ConfigError(UsageError):
-    """A server's config file could not be read or parsed (bad input: exit 2, file:line)."""
+    """A server's config file could not be read or parsed (bad input: exit 2, file:line).
+    Paths and words from the file are escaped: the message is one safe line."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(printable(message), printable(where) if where is not None else None)
 
 
 def fact(server: str, name: str, value: Value, source: str, error: str | None = None) -> Fact:
+    """An app.* fact; text that came from a config file or a process (paths, words) is escaped."""
     key = f"app.{server}.{name}"
-    return Fact(key, value, source, error)
+    return Fact(key, printable(value) if isinstance(value, str) else value, printable(source), error)
 
 
 def read_text(path: Path, as_pid: int | None = None, proc: str = "/proc") -> str:
