@@ -318,8 +318,70 @@ def model(snap: Snapshot, params: Mapping[str, Any], pid: int | None = None, not
                 f"(upstream_destinations) / {per_in:g} outbound per inbound connection "
                 "(outbound_per_connection)"))
 
+    limits.extend(server_limits(snap, params))
     return Capacity(target=target, limits=_sorted(limits), outbound=_sorted(outbound), skipped=tuple(skipped),
                     params=dict(params), host=dict(snap.host))
+
+
+# -- the servers' own ceilings (app.* facts: nginx, HAProxy, Redis, Ranch, BEAM) -------------------
+def server_limits(snap: Snapshot, params: Mapping[str, Any]) -> list[Limit]:
+    """Ceilings the server's own configuration sets, in client connections, beside the kernel's."""
+    out: list[Limit] = []
+    connections = int(params.get("connections", 0))
+
+    def add(name: str, key: str, ceiling: int, hint: str, detail: str) -> None:
+        out.append(Limit(name, max(0, ceiling), _src(snap, key), hint, detail))
+
+    clients = _int(snap, "app.nginx.max_clients")
+    wc, workers = _int(snap, "app.nginx.worker_connections"), _int(snap, "app.nginx.worker_processes")
+    if clients is not None and wc is not None and workers:
+        add("nginx.worker_connections", "app.nginx.worker_connections", clients,
+            f"worker_connections >= {_nginx_wc(snap, connections, workers)} in the events block (per worker), "
+            "and worker_rlimit_nofile above it",
+            _src(snap, "app.nginx.max_clients") + "; past it every new connection makes nginx close up to 32 idle ones")
+        nofile = _int(snap, "app.nginx.nofile")
+        if nofile is not None and nofile < wc:
+            per = 2 if _int(snap, "app.nginx.proxy") else 1
+            add("nginx.nofile", "app.nginx.nofile", workers * max(0, nofile - 16) // per,
+                f"worker_rlimit_nofile >= {wc + 16}", f"{workers} worker(s) x ({nofile} fds - ~16 for logs and "
+                f"listeners) / {per} fd(s) per client")
+    for key, name in (("app.haproxy.maxconn", "haproxy.maxconn"),
+                      ("app.haproxy.frontend_maxconn", "haproxy.frontend_maxconn")):
+        v = _int(snap, key)
+        if v is not None:
+            add(name, key, v, f"maxconn >= {connections} in the {'global' if 'frontend' not in name else 'frontend'}"
+                " section (and ulimit-n / LimitNOFILE >= 2 x maxconn + 100)", f"{key.split('.', 2)[2]} {v}")
+    mc = _int(snap, "app.redis.maxclients")
+    if mc is not None:
+        nofile = _int(snap, "app.redis.nofile")
+        ceiling, detail = mc, f"maxclients {mc}"
+        if nofile is not None and nofile - 32 < mc:
+            ceiling, detail = nofile - 32, f"maxclients {mc}, but RLIMIT_NOFILE {nofile} - 32 reserved fds"
+        add("redis.maxclients", "app.redis.maxclients", ceiling,
+            f"maxclients >= {connections} in redis.conf and LimitNOFILE >= maxclients + 32", detail)
+    cap = _int(snap, "app.ranch.capacity")
+    if cap is not None:
+        add("ranch.max_connections", "app.ranch.capacity", cap,
+            f"max_connections >= {connections} in the listener's transport options (or infinity)",
+            _src(snap, "app.ranch.capacity"))
+    procs = _int(snap, "app.beam.max_processes")
+    if procs is not None:
+        per = max(1, int(params.get("beam_processes_per_connection", 2) or 1))
+        add("beam.max_processes", "app.beam.max_processes", procs // per,
+            f"+P {connections * per * 11 // 10} in vm.args",
+            f"+P {procs} / {per} Erlang processes per connection (beam_processes_per_connection)")
+    ports = _int(snap, "app.beam.max_ports")
+    if ports is not None and not any(k.endswith(".beam.max_ports") and k.startswith("proc.") for k in snap.facts):
+        out.append(erlang_limit(ports, _per(params.get("fds_per_connection", 1)), _src(snap, "app.beam.max_ports"),
+                                connections))
+    return out
+
+
+def _nginx_wc(snap: Snapshot, connections: int, workers: int) -> int:
+    from tuneup.facts.servers.nginx import worker_connections_for
+
+    per = 2 if _int(snap, "app.nginx.proxy") else 1
+    return worker_connections_for(-(-connections * per // workers), _int(snap, "app.nginx.listens") or 1)
 
 
 # -- the probe's own situation ---------------------------------------------------------------------

@@ -55,6 +55,7 @@ SampleOpt = Annotated[Optional[float], typer.Option("--sample", help="Read the k
 PidOpt = Annotated[Optional[list[int]], typer.Option("--pid", help="Also audit this running process (repeatable).")]
 ProcessOpt = Annotated[Optional[list[str]], typer.Option("--process", help="Also audit running processes with this name (repeatable).")]
 RootOpt = Annotated[Optional[Path], typer.Option("--root", help="Audit the config files of this filesystem tree (an image, a config repository) instead of the live host.")]
+AppConfigOpt = Annotated[Optional[list[str]], typer.Option("--app-config", help="A server's config file: NAME=PATH with NAME nginx, haproxy, redis or beam (vm.args, sys.config or a release directory); repeatable.")]
 ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Audit the open-file limits systemd gives this unit (from its unit files and drop-ins).")]
 KernelOpt = Annotated[Optional[str], typer.Option("--kernel", help="With --root: the kernel version X.Y[.Z] the tree boots (default: found in the tree).", metavar="X.Y[.Z]")]
 RamOpt = Annotated[Optional[str], typer.Option("--ram", help="With --root: the RAM of the machine the tree boots on (bytes, or 8G, 8GiB, 512M); also --set ram_bytes=N.", metavar="SIZE")]
@@ -127,6 +128,7 @@ def audit(
     sample: SampleOpt = None,
     kernel: KernelOpt = None,
     ram: RamOpt = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
     from tuneup import config as configmod
@@ -152,8 +154,12 @@ def audit(
         result = run.audit_fleet(plan, paths, _progress(len(paths)))
         reports = list(result.reports)
     else:
+        from tuneup.facts.servers import parse_app_configs
+
         result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                                root, service, sample, kernel=kernel, ram_bytes=ram_bytes))
+        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
+                                                root, service, sample, kernel=kernel, ram_bytes=ram_bytes,
+                                                app_configs=parse_app_configs(app_config)))
         reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
@@ -212,6 +218,7 @@ def collect(
     process: ProcessOpt = None,
     rules_dir: RulesDirOpt = None,
     sample: SampleOpt = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere."""
     from tuneup import snapshot as snapmod
@@ -220,7 +227,10 @@ def collect(
 
     book = _book(rules_dir)
     _check_sample(sample, live=True)
-    snap = do_collect(book.fact_keys(), resolve_targets(pid or (), process or ()), sample=sample)
+    from tuneup.facts.servers import parse_app_configs
+
+    snap = do_collect(book.fact_keys(), resolve_targets(pid or (), process or ()), sample=sample,
+                      app_configs=parse_app_configs(app_config))
     write_output(snapmod.dumps(snap), output, force)
 
 
@@ -342,6 +352,7 @@ def capacity(
     output: OutputOpt = None,
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """How many concurrent connections each limit allows, and which one binds first."""
     from tuneup import capacity as capmod
@@ -355,7 +366,13 @@ def capacity(
     note = ""
     if process is not None:
         pid, note = usage.find_process(process)
-    cap = capmod.model(usage.capacity_snapshot(pid), prof.params, pid, note)
+    from tuneup.facts import servers
+
+    app_configs = servers.parse_app_configs(app_config)
+    snap = usage.capacity_snapshot(pid)
+    if app_configs:
+        servers.add_facts(snap, app_configs)
+    cap = capmod.model(snap, prof.params, pid, note)
     write_output(render_capacity(cap, fmt), output, force)
 
 
@@ -403,6 +420,7 @@ def fix(
     config: Annotated[Optional[Path], typer.Option("--config", help="Defaults file (default: ./tuneup.toml if present).")] = None,
     kernel: KernelOpt = None,
     ram: RamOpt = None,
+    app_config: AppConfigOpt = None,
 ) -> None:
     """Render (and optionally apply) the config that fixes the failing rules.
 
@@ -424,17 +442,25 @@ def fix(
         require_root("fix --apply")
         if snapshot is not None:
             raise UsageError("--apply changes this host; it cannot use a snapshot of another", "--snapshot")
-    snap = run.obtain_snapshot(plan, snapshot, root=root, service=service, kernel=kernel, ram_bytes=ram_bytes)
+    from tuneup.facts.servers import parse_app_configs
+    from tuneup.fixes import servers as server_fixes
+
+    snap = run.obtain_snapshot(plan, snapshot, root=root, service=service, kernel=kernel, ram_bytes=ram_bytes,
+                               app_configs=parse_app_configs(app_config))
     report = plan.audit(snap)
     fixplan = plan_fixes(list(plan.book.rules.values()), plan.rules, snap, plan.profile.params, report, service)
     files = render_files(fixplan)
+    # the servers' own settings: snippets to review, never part of what --apply installs
+    review = server_fixes.render(server_fixes.plan(report, snap, plan.profile.params),
+                                 str(snap.host.get("hostname", "?")), plan.profile.name)
     if out_dir is not None:
-        write_tree(files, out_dir, force)
-    write_output(summary(fixplan, files, str(out_dir) if out_dir else None), None, False)
+        write_tree({**files, **review}, out_dir, force)
+    write_output(summary(fixplan, files, str(out_dir) if out_dir else None) + server_fixes.summary(review), None, False)
     if out_dir is None and not apply_:
         from tuneup.textsafe import printable_block
 
-        write_output(printable_block("".join(f"==> {p} <==\n{t}\n" for p, t in sorted(files.items()))), None, False)
+        write_output(printable_block("".join(f"==> {p} <==\n{t}\n" for p, t in sorted({**files, **review}.items()))),
+                     None, False)
     if apply_:
         from tuneup.fixes import apply as applymod
 

@@ -106,7 +106,8 @@ def audit_fleet(p: Plan, paths: Sequence[Path], progress: Callable[[int, int], N
 
 def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = (),
                     root: Path | None = None, service: str | None = None, sample: float | None = None,
-                    kernel: str | None = None, ram_bytes: int | None = None) -> Snapshot:
+                    kernel: str | None = None, ram_bytes: int | None = None,
+                    app_configs: dict[str, Path] | None = None) -> Snapshot:
     """A snapshot file, a filesystem tree (root), or the live host (with --pid/--process targets,
     or --service: the limits systemd gives that unit)."""
     if (pids or names) and (path is not None or root is not None or service):
@@ -118,11 +119,18 @@ def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names:
             raise UsageError("a snapshot cannot be combined with --root or --service", "--snapshot")
         from tuneup import snapshot as snapmod
 
-        return snapmod.load(str(path))
+        snap = snapmod.load(str(path))
+        if app_configs:
+            from tuneup.facts import servers
+
+            servers.add_facts(snap, app_configs)
+        return snap
     if root is not None:
         from tuneup.facts.collect import collect_root
 
-        return collect_root(p.book.fact_keys(), root, service, kernel=kernel, ram_bytes=ram_bytes)
+        return collect_root(p.book.fact_keys(), root, service, kernel=kernel, ram_bytes=ram_bytes,
+                            app_configs=app_configs)
     from tuneup.facts.collect import collect, resolve_targets
 
-    return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service, sample=sample)
+    return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service, sample=sample,
+                   app_configs=app_configs)

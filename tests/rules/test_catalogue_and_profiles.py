@@ -20,9 +20,11 @@ from tuneup.rulebook import loader
 
 runner = CliRunner()
 PRIMARY = re.compile(r"^https://(docs\.kernel\.org|git\.kernel\.org|elixir\.bootlin\.com|man7\.org|"
-                     r"www\.freedesktop\.org/software/systemd|0pointer\.net|www\.erlang\.org|github\.com/docker-library)/")
+                     r"www\.freedesktop\.org/software/systemd|0pointer\.net|www\.erlang\.org|github\.com/docker-library|"
+                     # the servers' own documentation (rules/servers.toml)
+                     r"nginx\.org|docs\.haproxy\.org|redis\.io|raw\.githubusercontent\.com/redis|ninenines\.eu)/")
 SECTIONS = {"file descriptors and processes", "per-process limits", "erlang", "accept path", "ports and TIME_WAIT",
-            "orphans", "keepalive", "memory", "conntrack", "live sockets", "boot"}
+            "orphans", "keepalive", "memory", "conntrack", "live sockets", "boot", "servers"}
 
 
 def invoke(*args):
@@ -69,7 +71,8 @@ def test_fix_specs_where_a_setting_fixes_it():
                       # cgroup limits: TasksMax=/MemoryMax= drop-ins are not rendered by `fix` yet
                       "PROC-CGROUP-PIDS-MAX", "PROC-CGROUP-MEMORY-MAX", "MEM-KERNEL-SOCKETS"} \
         | {r.id for r in book().rules.values() if r.section == "live sockets"} \
-        | {r.id for r in book().rules.values() if r.section == "boot"}   # fixed by moving a line, not by a value
+        | {r.id for r in book().rules.values() if r.section == "boot"}   # fixed by moving a line, not by a value \
+        | {r.id for r in book().rules.values() if r.section == "servers"}   # the servers' own files: tuneup.fixes.servers
 
 
 # -- profiles ---------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def resolve_targets(pids: Iterable[int] = (), names: Iterable[str] = (), proc: s
 
 
 def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", service: str | None = None,
-            root: str = "/", sample: float | None = None, sockets: bool = True) -> Snapshot:
+            root: str = "/", sample: float | None = None, sockets: bool = True,
+            app_configs: dict[str, Path] | None = None) -> Snapshot:
     """The live host. Beside each live sysctl the value the next boot applies (boot.KEY, from the
     files under root); with service, rlimit.nofile.* are what systemd gives that unit. With sockets,
     the live socket census and kernel counters (read twice, `sample` seconds apart, when given)."""
@@ -87,7 +88,7 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
     if limits_of:
         ident["limits_of"] = limits_of
         facts.update(_service_tasks(root, service, facts))
-    return Snapshot(
+    snap = Snapshot(
         host=ident,
         facts=facts,
         processes=targets,
@@ -95,6 +96,10 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin="live",
     )
+    from tuneup.facts import servers   # app.*: the servers' own limits (live targets, --app-config)
+
+    servers.add_facts(snap, app_configs, proc=proc)
+    return snap
 
 
 def _softnet_facts(before: dict | None, after: dict | None, proc: str) -> dict[str, Fact]:
@@ -121,7 +126,8 @@ def _cgroup_and_beam_facts(pid: int, info: dict, proc: str) -> dict[str, Fact]:
 
 
 def collect_root(keys: Iterable[str], root: Path, service: str | None = None, kernel: str | None = None,
-                 ram_bytes: int | None = None) -> Snapshot:
+                 ram_bytes: int | None = None,
+                 app_configs: dict[str, Path] | None = None) -> Snapshot:
     """A filesystem tree (a golden image, a config repository) instead of a live host: every fact
     is the value the files under root give at boot, with the file and line that set it; a key no
     file sets gets the kernel's own default for the tree's kernel (and RAM, when given)."""
@@ -170,12 +176,16 @@ def collect_root(keys: Iterable[str], root: Path, service: str | None = None, ke
         ident["sysctl_at_boot"] = f"{applier.value} ({applier.source})"
     if ram_bytes:
         ident["mem_total_bytes"] = int(ram_bytes)
-    return Snapshot(
+    snap = Snapshot(
         host=ident,
         facts=facts,
         collected_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         origin=f"root:{root}",
     )
+    from tuneup.facts import servers   # app.*: the servers' configs at their default paths in the tree
+
+    servers.add_facts(snap, app_configs, root=root)
+    return snap
 
 
 def _init_is_systemd(root: Path) -> bool:
