@@ -157,7 +157,6 @@ def audit(
         from tuneup.facts.servers import parse_app_configs
 
         result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
                                                 root, service, sample, kernel=kernel, ram_bytes=ram_bytes,
                                                 app_configs=parse_app_configs(app_config)))
         reports = [result]

@@ -71,8 +71,9 @@ def test_fix_specs_where_a_setting_fixes_it():
                       # cgroup limits: TasksMax=/MemoryMax= drop-ins are not rendered by `fix` yet
                       "PROC-CGROUP-PIDS-MAX", "PROC-CGROUP-MEMORY-MAX", "MEM-KERNEL-SOCKETS"} \
         | {r.id for r in book().rules.values() if r.section == "live sockets"} \
-        | {r.id for r in book().rules.values() if r.section == "boot"}   # fixed by moving a line, not by a value \
-        | {r.id for r in book().rules.values() if r.section == "servers"}   # the servers' own files: tuneup.fixes.servers
+        | {r.id for r in book().rules.values() if r.section == "boot"} \
+        | {r.id for r in book().rules.values() if r.section == "servers"}
+    # boot: fixed by moving a line, not by a value; servers: their own files (tuneup.fixes.servers)
 
 
 # -- profiles ---------------------------------------------------------------------------------------
