@@ -41,7 +41,9 @@ def _judge(rule: Rule | None, snapshot: Snapshot, params: Mapping[str, Any], key
         return None
     fact = Fact(rule.fact, problem, source)
     hypo = Snapshot(host=snapshot.host, facts={rule.fact: fact}, origin=snapshot.origin)
-    f = engine.evaluate([rule], hypo, params)[0]
+    # the derived fact is judged once, as a host fact: a process-scoped boot rule (PAM limits)
+    # already names its unit, and the engine's per-process fan-out has no process to visit here
+    f = engine.evaluate([replace(rule, scope=Scope.HOST)], hypo, params)[0]
     if f.status is Status.PASS:
         return None
     message = problem + (" (host-global: only the host can change it)" if host_only else "")

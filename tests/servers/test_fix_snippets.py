@@ -82,7 +82,7 @@ def test_one_line_per_setting(tmp_path):
 
     facts["net.core.somaxconn"] = Fact("net.core.somaxconn", 128, "test")
     snap = Snapshot(host={"cpus": 2}, facts=facts)
-    report = _audit(snap, {"connections": 1000})
+    report = _audit(snap, {"connections": 1000, "accept_rate_per_s": 10000})   # 10K/s x 0.5 s = 5000
     changes = [c for c in server_fixes.plan(report, snap, report.params) if c.setting == "tcp-backlog"]
     assert len(changes) == 1 and changes[0].value == 5000
     assert set(changes[0].rule.split(", ")) == {"REDIS-BACKLOG-SOMAXCONN", "REDIS-BACKLOG-STORM"}
