@@ -125,12 +125,24 @@ def audit(
         if pid or process:
             raise UsageError("--pid/--process read live processes; they cannot be combined with --snapshot",
                              "--pid" if pid else "--process")
-        result = run.audit_fleet(plan, paths, _progress(len(paths)))
-        reports = list(result.reports)
-    else:
-        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                                root, service, sample))
-        reports = [result]
+        level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
+        threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
+        from tuneup.formats import module
+        from tuneup.output import open_output
+
+        sink = module(fmt).fleet_sink(color=_color(output), fail_on=threshold)
+        try:
+            with open_output(output, force) as out:
+                summary = run.audit_fleet_stream(plan, paths, sink, threshold, include_host, _progress(len(paths)))
+                sink.finish(summary, out)
+        finally:
+            sink.close()
+        if summary.gate:
+            raise typer.Exit(EXIT_FINDINGS)
+        return
+    result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
+                                            root, service, sample))
+    reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
     threshold = None if level == FailOn.NEVER.value else Severity.parse(level)

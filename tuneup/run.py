@@ -104,6 +104,87 @@ def audit_fleet(p: Plan, paths: Sequence[Path], progress: Callable[[int, int], N
     return Fleet(profile=p.profile.name, params=dict(p.profile.params), reports=tuple(reports))
 
 
+# -- streaming fleets -------------------------------------------------------------------------
+# A fleet is read, audited and reduced one snapshot at a time: the caller's sink writes each host's
+# text as it goes (to a spool file), and only a FleetSummary row stays in memory per host. Large
+# fleets use a process pool (fork: each worker inherits the compiled rulebook, compiled once);
+# the parent keeps the order, labels and renders, so the output is the same either way.
+
+POOL_MIN_HOSTS = 200       # below this a pool's start-up costs more than it saves
+_BATCH_PER_WORKER = 64     # results in flight per worker: bounds memory when the parent lags
+
+_WORKER_PLAN: Plan | None = None
+
+
+def _audit_path(path: str):
+    """In a worker: one snapshot file -> (report, collected_at), or the error to raise in the parent."""
+    from tuneup import snapshot as snapmod
+    from tuneup.errors import TuneupError
+
+    try:
+        snap = snapmod.load(path)
+        return _WORKER_PLAN.audit(snap), snap.collected_at  # type: ignore[union-attr]
+    except TuneupError as exc:
+        return type(exc), exc.message, exc.where
+
+
+def default_jobs(n: int) -> int:
+    import os
+
+    if n < POOL_MIN_HOSTS:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _results(p: Plan, paths: Sequence[Path], jobs: int):
+    global _WORKER_PLAN
+    names = [str(x) for x in paths]
+    if jobs <= 1:
+        from tuneup import snapshot as snapmod
+
+        for name in names:
+            snap = snapmod.load(name)
+            yield p.audit(snap), snap.collected_at
+        return
+    import multiprocessing as mp
+
+    _WORKER_PLAN = p
+    ctx = mp.get_context("fork")
+    pool = ctx.Pool(jobs)
+    try:
+        step = _BATCH_PER_WORKER * jobs
+        for start in range(0, len(names), step):
+            for res in pool.imap(_audit_path, names[start:start + step], chunksize=8):
+                if len(res) == 3:
+                    cls, message, where = res
+                    raise cls(message, where)
+                yield res
+    finally:
+        pool.terminate()
+        pool.join()
+        _WORKER_PLAN = None
+
+
+def audit_fleet_stream(p: Plan, paths: Sequence[Path], sink, threshold=None, include_host: bool = False,
+                       progress: Callable[[int, int], None] | None = None, jobs: int | None = None):
+    """Audit snapshot files one at a time into ``sink`` (tuneup.formats.fleetsink.Sink); returns
+    the FleetSummary (rows carry ``gate``: the host fails the run at ``threshold``)."""
+    from tuneup.model import FleetSummary
+
+    summary = FleetSummary(p.profile.name, dict(p.profile.params))
+    n = len(paths)
+    for i, (report, collected_at) in enumerate(_results(p, paths, default_jobs(n) if jobs is None else jobs)):
+        gate = bool(engine.failing(report, threshold, include_host))
+        sink.host(summary.add(report, collected_at, gate), report, i)
+        if progress:
+            progress(i + 1, n)
+    return summary
+
+
 def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = (),
                     root: Path | None = None, service: str | None = None, sample: float | None = None) -> Snapshot:
     """A snapshot file, a filesystem tree (root), or the live host (with --pid/--process targets,
