@@ -105,6 +105,7 @@ def audit(
     root: RootOpt = None,
     service: ServiceOpt = None,
     sample: SampleOpt = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Worker processes for a fleet of snapshots (default: one per idle core, from 200 snapshots).", min=1, max=64)] = None,
 ) -> None:
     """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
     from tuneup import config as configmod
@@ -133,7 +134,8 @@ def audit(
         sink = module(fmt).fleet_sink(color=_color(output), fail_on=threshold)
         try:
             with open_output(output, force) as out:
-                summary = run.audit_fleet_stream(plan, paths, sink, threshold, include_host, _progress(len(paths)))
+                summary = run.audit_fleet_stream(plan, paths, sink, threshold, include_host, _progress(len(paths)),
+                                                 jobs)
                 sink.finish(summary, out)
         finally:
             sink.close()

@@ -123,9 +123,49 @@ def _audit_path(path: str):
 
     try:
         snap = snapmod.load(path)
-        return _WORKER_PLAN.audit(snap), snap.collected_at  # type: ignore[union-attr]
+        return _pack(_WORKER_PLAN.audit(snap)), snap.collected_at  # type: ignore[union-attr]
     except TuneupError as exc:
         return type(exc), exc.message, exc.where
+
+
+# Findings cross from a worker as plain tuples (pickling dataclasses costs more than auditing);
+# what is the same for every host (title, scope, rationale, refs) comes from the parent's rules.
+_PER_HOST = ("rule", "key", "status", "severity", "actual", "expected", "message", "host_only", "source",
+             "target", "expected_value", "waiver")
+_PER_RULE = ("title", "scope", "rationale", "refs")
+
+
+def _pack(report: Report) -> tuple:
+    rules = _WORKER_RULES
+    out = []
+    for f in report.findings:
+        row = tuple(getattr(f, k) for k in _PER_HOST)
+        r = rules.get(f.rule)
+        if r is None or (r.title, r.scope, r.rationale, r.refs) != tuple(getattr(f, k) for k in _PER_RULE):
+            row += tuple(getattr(f, k) for k in _PER_RULE)
+        out.append(row)
+    return report.profile, report.params, report.host, report.origin, out
+
+
+def _unpack(p: Plan, packed: tuple) -> Report:
+    from tuneup.model import Finding
+
+    profile, params, host, origin, rows = packed
+    rules = _WORKER_RULES
+    findings = []
+    n = len(_PER_HOST)
+    for row in rows:
+        d = dict(zip(_PER_HOST, row[:n]))
+        if len(row) > n:
+            d.update(zip(_PER_RULE, row[n:]))
+        else:
+            r = rules[d["rule"]]
+            d.update(title=r.title, scope=r.scope, rationale=r.rationale, refs=r.refs)
+        findings.append(Finding(**d))
+    return Report(profile=profile, params=params, host=host, findings=tuple(findings), origin=origin)
+
+
+_WORKER_RULES: dict = {}
 
 
 def default_jobs(n: int) -> int:
@@ -137,7 +177,10 @@ def default_jobs(n: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
+    # the parent renders and writes, so a pool pays only with a core to spare: on a busy machine
+    # (load near the core count) it costs more in copying than it saves
+    idle = cpus - os.getloadavg()[0]
+    return max(1, min(int(idle) + 1, cpus, 8)) if idle >= 1 else 1
 
 
 def _results(p: Plan, paths: Sequence[Path], jobs: int):
@@ -152,7 +195,9 @@ def _results(p: Plan, paths: Sequence[Path], jobs: int):
         return
     import multiprocessing as mp
 
+    global _WORKER_RULES
     _WORKER_PLAN = p
+    _WORKER_RULES = {r.id: r for r in p.rules}
     ctx = mp.get_context("fork")
     pool = ctx.Pool(jobs)
     try:
@@ -162,11 +207,12 @@ def _results(p: Plan, paths: Sequence[Path], jobs: int):
                 if len(res) == 3:
                     cls, message, where = res
                     raise cls(message, where)
-                yield res
+                yield _unpack(p, res[0]), res[1]
     finally:
         pool.terminate()
         pool.join()
         _WORKER_PLAN = None
+        _WORKER_RULES = {}
 
 
 def audit_fleet_stream(p: Plan, paths: Sequence[Path], sink, threshold=None, include_host: bool = False,
