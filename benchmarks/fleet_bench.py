@@ -73,6 +73,11 @@ def main() -> None:
     ap.add_argument("--jobs", default="auto", help="auto (the default heuristic), or a number")
     args = ap.parse_args()
     sizes = [int(x) for x in args.hosts.split(",")]
+    import compileall
+
+    # byte-compile tuneup as an installed wheel has it (PYTHONDONTWRITEBYTECODE may be set in the
+    # environment: then every run would compile tuneup's modules from source)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "tuneup"), quiet=1)
     tu = tuneup_cmd()
     tmp = Path(tempfile.mkdtemp(prefix="tuneup-fleet-bench-"))
     try:

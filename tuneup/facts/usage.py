@@ -94,7 +94,7 @@ def open_fds(pid: int | str = "self", proc: str = "/proc") -> int:
 
 def cap_sys_admin(pid: int | str = "self", proc: str = "/proc") -> int | None:
     try:
-        with open(f"{proc}/{pid}/status") as fh:
+        with open(f"{proc}/{pid}/status", errors="replace") as fh:
             for line in fh:
                 if line.startswith("CapEff:"):
                     return (int(line.split()[1], 16) >> CAP_SYS_ADMIN) & 1
