@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuneup.capacity import Capacity, Limit
 from tuneup.compat import StrEnum, assert_never
+
+if TYPE_CHECKING:   # annotations only: the CLI imports CapacityFormat for every command
+    from tuneup.capacity import Capacity, Limit
 
 
 class CapacityFormat(StrEnum):
