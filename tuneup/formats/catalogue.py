@@ -53,10 +53,19 @@ def rules_list(book: Rulebook, rules: list[Rule], fmt: str) -> str:
         return json.dumps([rule_dict(book, r, index) for r in rules], indent=2) + "\n"
     if fmt == "markdown":
         return _markdown(book, rules)
-    from tabulate import tabulate
-
     rows = [[r.id, str(r.severity), r.fact, r.scope.value, r.title] for r in rules]
-    return tabulate(rows, headers=["ID", "SEVERITY", "KEY", "SCOPE", "TITLE"], tablefmt="simple") + "\n"
+    return _simple_table(rows, ["ID", "SEVERITY", "KEY", "SCOPE", "TITLE"]) + "\n"
+
+
+def _simple_table(rows: list[list[str]], headers: list[str]) -> str:
+    """tabulate's "simple" layout for text columns, in linear time: tabulate inspects every cell
+    for numbers and ANSI codes and takes about 15 s for 100,000 rules."""
+    widths = [max([len(h) + 2, *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
 # Reading order of the rule reference: from the process outwards to the host and the network path.
