@@ -151,13 +151,22 @@ def test_hostile_hostname_is_escaped_in_every_text_format(fmt, tmp_path, capsys,
     assert all(w in out for w in ("x1b", "0;pwn", "x07", "u2028", "x9b2J", "x7f")), out[:300]
 
 
-def test_hostile_hostname_in_a_fleet_table(tmp_path, capsys, good_snap_dict):
+@pytest.mark.parametrize("fmt", ["table", "markdown", "html"])
+def test_hostile_hostname_in_a_streamed_fleet(fmt, tmp_path, capsys, good_snap_dict):
+    """A fleet is streamed host by host (tuneup.formats.fleetsink): each report is escaped before
+    the sink sees it, on stdout and in a file written through the spool."""
+    snaps = tmp_path / "snaps"
+    snaps.mkdir()
     good_snap_dict["host"]["hostname"] = ESC_NAME
-    _write(tmp_path, "a.json", json.dumps(good_snap_dict))
+    _write(snaps, "a.json", json.dumps(good_snap_dict))
     good_snap_dict["host"]["hostname"] = "plain"
-    _write(tmp_path, "b.json", json.dumps(good_snap_dict))
-    code, out, err = run(["audit", "--snapshot", tmp_path], capsys)
-    assert code == 1 and no_raw_controls(out) and ESC_SHOWN in out
+    _write(snaps, "b.json", json.dumps(good_snap_dict))
+    code, out, err = run(["audit", "--snapshot", snaps, "-f", fmt], capsys)
+    assert code == 1 and no_raw_controls(out) and "0;pwn" in out and "x1b" in out, err
+    target = tmp_path / "fleet.out"
+    code, out, err = run(["audit", "--snapshot", snaps, "-f", fmt, "-o", target], capsys)
+    text = target.read_text(encoding="utf-8")
+    assert code == 1 and out == "" and no_raw_controls(text) and "0;pwn" in text, err
 
 
 def test_json_keeps_the_raw_value_escaped_by_json(tmp_path, capsys, good_snap_dict):

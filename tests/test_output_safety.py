@@ -206,3 +206,50 @@ def test_socket_is_a_one_line_error(tmp_path):
     finally:
         s.close()
     no_temp(tmp_path)
+
+
+# -- a streamed fleet (audit --snapshot DIR -o FILE) writes through the same primitive --------------
+@pytest.fixture(scope="module")
+def fleet_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fleet")
+    for name in ("a", "b"):
+        p = run("collect", "-o", str(d / f"{name}.json"))
+        assert p.returncode == 0, p.stderr
+    return d
+
+
+def test_fleet_output_refuses_a_symlink_and_an_existing_file(fleet_dir, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "fleet.md").symlink_to(victim)
+    p = run("audit", "--snapshot", str(fleet_dir), "-f", "markdown", "-o", str(tmp_path / "fleet.md"), "--force")
+    one_line_error(p)
+    assert "symbolic link" in p.stderr and victim.read_text() == "precious\n"
+    out = tmp_path / "old.md"
+    out.write_text("old\n")
+    p = run("audit", "--snapshot", str(fleet_dir), "-f", "markdown", "-o", str(out))
+    one_line_error(p)
+    assert "--force" in p.stderr and out.read_text() == "old\n"
+    no_temp(tmp_path)
+
+
+def test_fleet_output_replaces_with_force_keeping_the_mode(fleet_dir, tmp_path):
+    out = tmp_path / "fleet.html"
+    out.write_text("old\n")
+    out.chmod(0o600)
+    p = run("audit", "--snapshot", str(fleet_dir), "-f", "html", "-o", str(out), "--force", "--fail-on", "never")
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+    assert "<html" in out.read_text() and stat.S_IMODE(out.stat().st_mode) == 0o600
+    no_temp(tmp_path)
+
+
+def test_fleet_output_to_a_fifo_is_written_in_place(fleet_dir, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    p = run("audit", "--snapshot", str(fleet_dir), "-f", "json", "-o", str(fifo), "--fail-on", "never")
+    reader.join(30)
+    assert p.returncode == 0, p.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and b'"hosts"' in got[0]

@@ -129,6 +129,7 @@ def audit(
     kernel: KernelOpt = None,
     ram: RamOpt = None,
     app_config: AppConfigOpt = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Worker processes for a fleet of snapshots (default: one per idle core, from 200 snapshots).", min=1, max=64)] = None,
 ) -> None:
     """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
     from tuneup import config as configmod
@@ -151,15 +152,28 @@ def audit(
         if pid or process:
             raise UsageError("--pid/--process read live processes; they cannot be combined with --snapshot",
                              "--pid" if pid else "--process")
-        result = run.audit_fleet(plan, paths, _progress(len(paths)))
-        reports = list(result.reports)
-    else:
-        from tuneup.facts.servers import parse_app_configs
+        level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
+        threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
+        from tuneup.formats import module
+        from tuneup.output import open_output
 
-        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                                root, service, sample, kernel=kernel, ram_bytes=ram_bytes,
-                                                app_configs=parse_app_configs(app_config)))
-        reports = [result]
+        sink = module(fmt).fleet_sink(color=_color(output), fail_on=threshold)
+        try:
+            with open_output(output, force) as out:
+                summary = run.audit_fleet_stream(plan, paths, sink, threshold, include_host, _progress(len(paths)),
+                                                 jobs)
+                sink.finish(summary, out)
+        finally:
+            sink.close()
+        if summary.gate:
+            raise typer.Exit(EXIT_FINDINGS)
+        return
+    from tuneup.facts.servers import parse_app_configs
+
+    result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
+                                            root, service, sample, kernel=kernel, ram_bytes=ram_bytes,
+                                            app_configs=parse_app_configs(app_config)))
+    reports = [result]
     write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
     threshold = None if level == FailOn.NEVER.value else Severity.parse(level)

@@ -169,6 +169,109 @@ class Report:
         return counts
 
 
+@dataclass
+class HostRow:
+    """What a fleet keeps of one audited host: a few strings and counts, never its findings."""
+
+    label: str
+    hostname: str
+    origin: str
+    kernel: str
+    collected_at: str
+    counts: dict[str, int]
+    failing: tuple[str, ...]      # rule ids that fail (or error) on this host
+    gate: bool = False            # fails the run's exit code (--fail-on, --include-host)
+
+    @property
+    def bad(self) -> int:
+        return self.counts["fail"] + self.counts["error"]
+
+
+class FleetSummary:
+    """A fleet reduced one report at a time: memory grows with hosts x failing rules (ids and
+    counts), not with findings, so ten thousand hosts fit in a few megabytes.
+
+    Labels: the hostname; when a hostname occurs twice, every host of that name gets its origin too
+    (rows already reduced are relabelled; text already streamed for the first one keeps its name).
+    """
+
+    def __init__(self, profile: str, params: dict[str, int | float], dups: frozenset[str] = frozenset()) -> None:
+        self.profile = profile
+        self.params = params
+        self.rows: list[HostRow] = []
+        self._rules: dict[str, list[Any]] = {}      # id -> [severity, title, [row index]]
+        self._counts = {s.value: 0 for s in Status}
+        self._seen: set[str] = set()
+        self._first: dict[str, int] = {}
+        self._dups = dups
+
+    def label_for(self, report: Report) -> str:
+        name = str(report.host.get("hostname", "?"))
+        return f"{name} ({report.origin})" if name in self._seen or name in self._dups else name
+
+    def add(self, report: Report, collected_at: str | None = None, gate: bool = False,
+            label: str | None = None) -> HostRow:
+        label = label or self.label_for(report)
+        name = str(report.host.get("hostname", "?"))
+        first = self._first.get(name)
+        if first is None:
+            self._first[name] = len(self.rows)
+        else:   # a second host of that name: the first one is told apart by its origin too
+            row = self.rows[first]
+            if row.label == name:
+                row.label = f"{name} ({row.origin})"
+        self._seen.add(name)
+        counts = report.summary()
+        failing: list[str] = []
+        index = len(self.rows)
+        for f in report.findings:
+            if f.status in (Status.FAIL, Status.ERROR):
+                entry = self._rules.get(f.rule)
+                if entry is None:
+                    entry = self._rules[f.rule] = [f.severity, f.title, []]
+                if not entry[2] or entry[2][-1] != index:
+                    entry[2].append(index)
+                    failing.append(f.rule)
+        for k, v in counts.items():
+            self._counts[k] += v
+        if collected_at is None:
+            collected_at = str(getattr(report, "collected_at", "") or report.host.get("collected_at", "") or "")
+        row = HostRow(label=label, hostname=name, origin=report.origin, kernel=str(report.host.get("kernel", "?")),
+                      collected_at=collected_at, counts=counts, failing=tuple(failing), gate=gate)
+        self.rows.append(row)
+        return row
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def summary(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    @property
+    def failing_hosts(self) -> int:
+        return sum(1 for r in self.rows if r.bad)
+
+    @property
+    def gate(self) -> bool:
+        return any(r.gate for r in self.rows)
+
+    def failing_rules(self) -> list[tuple[str, Severity, str, list[str]]]:
+        """(rule, severity, title, [host labels]) for every rule that fails (or errors) somewhere:
+        the most severe first, then the most hosts, then by id; hosts by most failures."""
+        order = {i: k for k, i in enumerate(self.host_order())}
+        out = []
+        for rid, (sev, title, idx) in self._rules.items():
+            out.append((rid, sev, title, [self.rows[i].label for i in sorted(idx, key=order.__getitem__)]))
+        return sorted(out, key=lambda t: (-t[1], -len(t[3]), t[0]))
+
+    def host_order(self) -> list[int]:
+        """Row indexes, most failures first (as the terminal shows them), then by label."""
+        return sorted(range(len(self.rows)), key=lambda i: (-self.rows[i].bad, self.rows[i].label))
+
+    def hosts_by_failures(self) -> list[HostRow]:
+        return [self.rows[i] for i in self.host_order()]
+
+
 @dataclass(frozen=True)
 class Fleet:
     """Reports of many hosts audited with the same rules, profile and parameters."""
@@ -186,7 +289,7 @@ class Fleet:
 
     def failing_rules(self) -> list[tuple[str, Severity, str, list[str]]]:
         """(rule, severity, title, [host labels]) for every rule that fails (or errors) somewhere,
-        most hosts first. A host is labelled by hostname, or by hostname and origin if the
+        the most severe first, then most hosts. A host is labelled by hostname, or by hostname and origin if the
         hostname occurs twice in the fleet."""
         labels = self.labels()
         seen: dict[str, tuple[Severity, str, list[str]]] = {}
@@ -197,7 +300,17 @@ class Fleet:
                     if not hosts or hosts[-1] != label:
                         hosts.append(label)
         return sorted(((rid, sev, title, hosts) for rid, (sev, title, hosts) in seen.items()),
-                      key=lambda t: (-len(t[3]), -t[1], t[0]))
+                      key=lambda t: (-t[1], -len(t[3]), t[0]))
+
+    def reduce(self, gate=None) -> FleetSummary:
+        """The streaming summary of these reports (``gate(report) -> bool`` marks hosts that fail the run)."""
+        names = [str(r.host.get("hostname", "?")) for r in self.reports]
+        seen: set[str] = set()
+        dups = frozenset(n for n in names if n in seen or seen.add(n))
+        out = FleetSummary(self.profile, dict(self.params), dups)
+        for r in self.reports:
+            out.add(r, gate=bool(gate(r)) if gate else False)
+        return out
 
     def labels(self) -> list[str]:
         names = [str(r.host.get("hostname", "?")) for r in self.reports]

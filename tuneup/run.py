@@ -104,6 +104,138 @@ def audit_fleet(p: Plan, paths: Sequence[Path], progress: Callable[[int, int], N
     return Fleet(profile=p.profile.name, params=dict(p.profile.params), reports=tuple(reports))
 
 
+# -- streaming fleets -------------------------------------------------------------------------
+# A fleet is read, audited and reduced one snapshot at a time: the caller's sink writes each host's
+# text as it goes (to a spool file), and only a FleetSummary row stays in memory per host. Large
+# fleets use a process pool (fork: each worker inherits the compiled rulebook, compiled once);
+# the parent keeps the order, labels and renders, so the output is the same either way.
+
+POOL_MIN_HOSTS = 200       # below this a pool's start-up costs more than it saves
+_BATCH_PER_WORKER = 64     # results in flight per worker: bounds memory when the parent lags
+
+_WORKER_PLAN: Plan | None = None
+
+
+def _audit_path(path: str):
+    """In a worker: one snapshot file -> (report, collected_at), or the error to raise in the parent."""
+    from tuneup import snapshot as snapmod
+    from tuneup.errors import TuneupError
+
+    try:
+        snap = snapmod.load(path)
+        return _pack(_WORKER_PLAN.audit(snap)), snap.collected_at  # type: ignore[union-attr]
+    except TuneupError as exc:
+        return type(exc), exc.message, exc.where
+
+
+# Findings cross from a worker as plain tuples (pickling dataclasses costs more than auditing);
+# what is the same for every host (title, scope, rationale, refs) comes from the parent's rules.
+_PER_HOST = ("rule", "key", "status", "severity", "actual", "expected", "message", "host_only", "source",
+             "target", "expected_value", "waiver")
+_PER_RULE = ("title", "scope", "rationale", "refs")
+
+
+def _pack(report: Report) -> tuple:
+    rules = _WORKER_RULES
+    out = []
+    for f in report.findings:
+        row = tuple(getattr(f, k) for k in _PER_HOST)
+        r = rules.get(f.rule)
+        if r is None or (r.title, r.scope, r.rationale, r.refs) != tuple(getattr(f, k) for k in _PER_RULE):
+            row += tuple(getattr(f, k) for k in _PER_RULE)
+        out.append(row)
+    return report.profile, report.params, report.host, report.origin, out
+
+
+def _unpack(p: Plan, packed: tuple) -> Report:
+    from tuneup.model import Finding
+
+    profile, params, host, origin, rows = packed
+    rules = _WORKER_RULES
+    findings = []
+    n = len(_PER_HOST)
+    for row in rows:
+        d = dict(zip(_PER_HOST, row[:n]))
+        if len(row) > n:
+            d.update(zip(_PER_RULE, row[n:]))
+        else:
+            r = rules[d["rule"]]
+            d.update(title=r.title, scope=r.scope, rationale=r.rationale, refs=r.refs)
+        findings.append(Finding(**d))
+    return Report(profile=profile, params=params, host=host, findings=tuple(findings), origin=origin)
+
+
+_WORKER_RULES: dict = {}
+
+
+def default_jobs(n: int) -> int:
+    import os
+
+    if n < POOL_MIN_HOSTS:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    # the parent renders and writes, so a pool pays only with a core to spare: on a busy machine
+    # (load near the core count) it costs more in copying than it saves
+    idle = cpus - os.getloadavg()[0]
+    return max(1, min(int(idle) + 1, cpus, 8)) if idle >= 1 else 1
+
+
+def _results(p: Plan, paths: Sequence[Path], jobs: int):
+    global _WORKER_PLAN
+    names = [str(x) for x in paths]
+    if jobs <= 1:
+        from tuneup import snapshot as snapmod
+
+        for name in names:
+            snap = snapmod.load(name)
+            yield p.audit(snap), snap.collected_at
+        return
+    import multiprocessing as mp
+
+    global _WORKER_RULES
+    _WORKER_PLAN = p
+    _WORKER_RULES = {r.id: r for r in p.rules}
+    ctx = mp.get_context("fork")
+    pool = ctx.Pool(jobs)
+    try:
+        step = _BATCH_PER_WORKER * jobs
+        for start in range(0, len(names), step):
+            for res in pool.imap(_audit_path, names[start:start + step], chunksize=8):
+                if len(res) == 3:
+                    cls, message, where = res
+                    raise cls(message, where)
+                yield _unpack(p, res[0]), res[1]
+    finally:
+        pool.terminate()
+        pool.join()
+        _WORKER_PLAN = None
+        _WORKER_RULES = {}
+
+
+def audit_fleet_stream(p: Plan, paths: Sequence[Path], sink, threshold=None, include_host: bool = False,
+                       progress: Callable[[int, int], None] | None = None, jobs: int | None = None):
+    """Audit snapshot files one at a time into ``sink`` (tuneup.formats.fleetsink.Sink); returns
+    the FleetSummary (rows carry ``gate``: the host fails the run at ``threshold``)."""
+    from tuneup.formats.fleetsink import prepared
+    from tuneup.model import FleetSummary
+    from tuneup.textsafe import printable
+
+    summary = FleetSummary(p.profile.name, dict(p.profile.params))
+    n = len(paths)
+    for i, (report, collected_at) in enumerate(_results(p, paths, default_jobs(n) if jobs is None else jobs)):
+        gate = bool(engine.failing(report, threshold, include_host))
+        report = prepared(sink, report)
+        if sink.escape and isinstance(collected_at, str):
+            collected_at = printable(collected_at)
+        sink.host(summary.add(report, collected_at, gate), report, i)
+        if progress:
+            progress(i + 1, n)
+    return summary
+
+
 def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names: Sequence[str] = (),
                     root: Path | None = None, service: str | None = None, sample: float | None = None,
                     kernel: str | None = None, ram_bytes: int | None = None,

@@ -24,6 +24,7 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from tuneup.errors import UsageError
 from tuneup.textsafe import printable
@@ -148,7 +149,7 @@ def open_parent(root: Path, rel: str, create: bool = False, created: list[str] |
 
 
 # -- the primitive ----------------------------------------------------------------------------------
-def write_at(dir_fd: int, name: str, data: bytes, where: object, *, force: bool, mode: int | None = None,
+def write_at(dir_fd: int, name: str, data: bytes | BinaryIO, where: object, *, force: bool, mode: int | None = None,
              owner: tuple[int, int] | None = None, new_mode: int = 0o644, special: bool = True) -> str:
     """Write `data` as `name` in the directory dir_fd. Returns "created", "replaced" or "written in
     place". mode/owner: what the file gets (default: those of the file it replaces, else new_mode
@@ -211,14 +212,18 @@ def _create_temp(dir_fd: int, where: object) -> tuple[str, int]:
     raise _err("cannot create a temporary file (every name taken)", where)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _write_all(fd: int, data: bytes | BinaryIO) -> None:
+    """data: the bytes, or a binary file read from its current position in 1 MiB pieces (a spool
+    too big to hold in memory)."""
+    chunks = (data,) if isinstance(data, (bytes, bytearray)) else iter(lambda: data.read(2**20), b"")
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
 
 
-def _write_in_place(dir_fd: int, name: str, data: bytes, where: object) -> str:
+def _write_in_place(dir_fd: int, name: str, data: bytes | BinaryIO, where: object) -> str:
     try:
         fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
@@ -244,7 +249,7 @@ def _unlink_quiet(dir_fd: int, name: str) -> None:
 
 
 # -- entry points -----------------------------------------------------------------------------------
-def write_file(path: Path, data: bytes, force: bool, mode: int | None = None) -> str:
+def write_file(path: Path, data: bytes | BinaryIO, force: bool, mode: int | None = None) -> str:
     """A path the user named (`-o FILE`): its directory is reached as the user wrote it; the final
     component is never a symlink that gets followed or replaced."""
     path = Path(path)

@@ -33,7 +33,10 @@ def test_fleet_json_from_a_directory(fleet_dir):
     assert rules["NET-SOMAXCONN"]["hosts_failing"] == 3
     assert sorted(rules["NET-SOMAXCONN"]["hosts"]) == ["db-1", "db-2", "web-2"]
     assert rules["FD-FILE-MAX"]["hosts"] == ["db-1"]
-    assert data["summary"]["rules"][0]["rule"] == "NET-SOMAXCONN"           # most hosts first
+    order = [(-["info", "warning", "critical"].index(r["severity"]), -r["hosts_failing"])
+             for r in data["summary"]["rules"]]
+    assert order == sorted(order)       # most severe first (a critical on one host above warnings on three)
+    assert data["summary"]["rules"][0]["rule"] == "FD-FILE-MAX"
     assert data["summary"]["hosts"] == 4 and data["summary"]["failing_hosts"] == 3
 
 

@@ -47,10 +47,40 @@ def netns_state(proc: str = "/proc") -> tuple[str, str]:
     return "unknown", "neither /proc/1/ns/net nor net.ipv4 sysctls could be read"
 
 
-def identity(proc: str = "/proc") -> dict:
-    import distro
-    import psutil
+def os_release(root: str = "/") -> dict[str, str]:
+    """os-release(5) as a dict: /etc/os-release, else /usr/lib/os-release (the distro package
+    reads the same file, but importing it costs more than the rest of an audit's collection)."""
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as fh:
+                text = fh.read(1 << 16)
+        except OSError:
+            continue
+        out: dict[str, str] = {}
+        for line in text.splitlines():
+            k, sep, v = line.partition("=")
+            v = v.strip()
+            if sep and k.strip() and not k.lstrip().startswith("#"):
+                if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+                    v = v[1:-1]
+                out[k.strip()] = v
+        return out
+    return {}
 
+
+def mem_total_bytes(proc: str = "/proc") -> int:
+    """MemTotal from /proc/meminfo (what psutil.virtual_memory().total reports), in bytes."""
+    try:
+        with open(f"{proc}/meminfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def identity(proc: str = "/proc") -> dict:
     uname = os.uname()
     ns, evidence = netns_state(proc)
     try:
@@ -58,9 +88,9 @@ def identity(proc: str = "/proc") -> dict:
     except OSError:
         cpus = os.cpu_count() or 1
     # os-release only: the lsb_release and uname fallbacks cost two subprocesses per audit.
-    dist = distro.LinuxDistribution(include_lsb=False, include_uname=False, include_oslevel=False)
-    name = dist.id() or "linux"
-    version = dist.version(best=False)
+    osr = os_release()
+    name = osr.get("ID", "").lower() or "linux"
+    version = osr.get("VERSION_ID", "")
     return {
         # os.uname() decodes undecodable bytes to lone surrogates: make them U+FFFD, text that can be
         # printed and written to a snapshot
@@ -70,7 +100,7 @@ def identity(proc: str = "/proc") -> dict:
         "arch": uname.machine,
         "distro": f"{name} {version}".strip(),
         "cpus": cpus,
-        "mem_total_bytes": psutil.virtual_memory().total,
+        "mem_total_bytes": mem_total_bytes(proc),
         "page_size": os.sysconf("SC_PAGE_SIZE"),
         "netns": ns,
         "netns_evidence": evidence,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuneup.capacity import Capacity, Limit
 from tuneup.compat import StrEnum, assert_never
 from tuneup.textsafe import block_safe
+
+if TYPE_CHECKING:   # annotations only: the CLI imports CapacityFormat for every command
+    from tuneup.capacity import Capacity, Limit
 
 
 class CapacityFormat(StrEnum):

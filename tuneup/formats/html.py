@@ -13,6 +13,8 @@ from tuneup import __version__
 from tuneup.engine import render
 from tuneup.formats import split_ref
 from tuneup.formats.safe import escaped
+from tuneup.formats.fleetsink import Sink
+from tuneup.formats.fleetsink import render as render_fleet
 from tuneup.model import Fleet, Report, Status
 
 TEMPLATE = "report.html.j2"
@@ -62,15 +64,100 @@ def format_report(report: Report, **_: Any) -> str:
         params=report.params, fleet=None, hosts=[_host(report, label, 1)])
 
 
-def format_fleet(fleet: Fleet, **_: Any) -> str:
-    fleet = escaped(fleet)
-    labels = fleet.labels()
-    hosts = [_host(r, label, i) for i, (label, r) in enumerate(zip(labels, fleet.reports), 1)]
-    summary = {
-        "failing_hosts": sum(1 for h in hosts if h["summary"]["fail"] + h["summary"]["error"]),
-        "rules": [{"rule": rid, "severity": str(sev), "count": len(hs), "hosts": hs}
-                  for rid, sev, _t, hs in fleet.failing_rules()],
-    }
-    return _template().render(
-        title=f"tuneup fleet audit of {len(hosts)} hosts", version=__version__, profile=fleet.profile,
-        params=fleet.params, fleet=summary, hosts=hosts)
+FLEET_TEMPLATE = "fleet.html.j2"
+_SHOWN_HOSTS = 5          # host names per failing rule before the fold
+_FOLDED_HOSTS = 200       # inside the fold; the rest are counted
+_COLORS = {"critical": "#c81e1e", "warning": "#e3a008", "info": "#3f83f8"}
+
+
+@functools.lru_cache(maxsize=1)
+def _fleet_macros():
+    import jinja2
+
+    from tuneup.rulebook.loader import builtin_dir
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(builtin_dir("templates"))),
+        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+    )
+    return env.get_template(FLEET_TEMPLATE).module
+
+
+def heatmap(fleet, failing) -> dict[str, Any]:
+    """Geometry of the rules x hosts heatmap: one row per failing rule, one column per host (most
+    failures first, the order of the host table); a run of neighbouring hosts failing the same rule
+    is one rectangle, so the drawing stays small and legible at thousands of hosts."""
+    order = fleet.hosts_by_failures()
+    n = max(len(order), 1)
+    label_w, row_h = 190, 16
+    cell = max(1.0, min(16.0, 960 / n))
+    grid_w = round(cell * n, 1)
+    rows = []
+    for k, (rid, sev, _title, _hosts) in enumerate(failing):
+        runs = []
+        start = None
+        for j, r in enumerate(order + [None]):
+            hit = r is not None and rid in r.failing
+            if hit and start is None:
+                start = j
+            elif not hit and start is not None:
+                first, last = order[start].label, order[j - 1].label
+                tip = f"{rid} fails on {first}" if j - start == 1 else f"{rid} fails on {j - start} hosts: {first} … {last}"
+                runs.append((round(label_w + start * cell, 1), round((j - start) * cell, 1), tip))
+                start = None
+        rows.append({"rule": rid, "y": k * row_h, "color": _COLORS.get(str(sev), "#888"), "runs": runs})
+    return {"rows": rows, "label_w": label_w, "row_h": row_h, "grid_w": grid_w,
+            "width": round(label_w + grid_w + 4, 1), "height": len(rows) * row_h + 20}
+
+
+class _FleetSink(Sink):
+    """Head (summary, heatmap, rules with hosts folded past a few, hosts most failures first), one
+    folded section per failing host (its failures only) written as it is audited, tail."""
+
+    escape = True
+
+    def chunk(self, row, report: Report, index: int) -> str:
+        if not row.bad:
+            return ""
+        h = report.host
+        findings = sorted((f for f in report.findings if f.status in (Status.FAIL, Status.ERROR)),
+                          key=lambda f: (-f.severity, _ORDER[f.status], f.rule))
+        return str(_fleet_macros().host({
+            "anchor": f"host-{index + 1}", "label": row.label, "fail": row.counts["fail"],
+            "error": row.counts["error"], "kernel": row.kernel, "distro": str(h.get("distro", "?")),
+            "collected": row.collected_at or "unknown", "origin": report.origin,
+            "findings": [{"status": f.status.value, "severity": str(f.severity), "rule": f.rule, "key": f.key,
+                          "actual": render(f.actual) if f.actual is not None else "", "expected": f.expected,
+                          "message": f.message} for f in findings],
+        }))
+
+    def head(self, fleet) -> str:
+        failing = fleet.failing_rules()
+        index = {id(r): i for i, r in enumerate(fleet.rows)}
+        stamps = sorted(r.collected_at for r in fleet.rows if r.collected_at)
+        summary = {
+            "hosts": len(fleet), "failing_hosts": fleet.failing_hosts, "summary": fleet.summary(),
+            "collected": (stamps[0], stamps[-1]) if stamps else None,
+            "rules": [{"rule": rid, "severity": str(sev), "title": title, "count": len(hs),
+                       "shown": hs[:_SHOWN_HOSTS], "folded": hs[_SHOWN_HOSTS:_SHOWN_HOSTS + _FOLDED_HOSTS],
+                       "hidden": max(0, len(hs) - _SHOWN_HOSTS - _FOLDED_HOSTS)}
+                      for rid, sev, title, hs in failing],
+            "rows": [{"label": r.label, "anchor": f"host-{index[id(r)] + 1}" if r.bad else "",
+                      "kernel": r.kernel, "collected": r.collected_at or "unknown", "fail": r.counts["fail"],
+                      "error": r.counts["error"], "waived": r.counts["waived"], "pass_": r.counts["pass"],
+                      "failing": r.failing} for r in fleet.hosts_by_failures()],
+        }
+        n = len(fleet)
+        return str(_fleet_macros().head(f"tuneup fleet audit of {n} host{'s' if n != 1 else ''}", __version__,
+                                        fleet.profile, fleet.params, summary, heatmap(fleet, failing)))
+
+    def tail(self, fleet) -> str:
+        return str(_fleet_macros().tail(__version__))
+
+
+def fleet_sink(**opts: Any) -> Sink:
+    return _FleetSink(**opts)
+
+
+def format_fleet(fleet: Fleet, **opts: Any) -> str:
+    return render_fleet(fleet_sink(**opts), fleet)

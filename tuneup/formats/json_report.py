@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from tuneup import __version__
+from tuneup.formats.fleetsink import Sink
+from tuneup.formats.fleetsink import render as render_fleet
 from tuneup.model import Finding, Fleet, Report
 from tuneup.snapshot import to_json_value
 
@@ -52,26 +54,38 @@ def format_report(report: Report, **_: Any) -> str:
     return json.dumps(report_dict(report), indent=2) + "\n"
 
 
-def fleet_dict(fleet: Fleet) -> dict[str, Any]:
-    n = len(fleet.reports)
-    failing_hosts = [label for label, r in zip(fleet.labels(), fleet.reports)
-                     if r.summary()["fail"] + r.summary()["error"]]
+def fleet_summary_dict(fleet) -> dict[str, Any]:
+    """The fleet's "summary" member from a FleetSummary: rules most severe first, hosts by failures."""
     return {
-        "schema": FLEET_SCHEMA,
-        "tuneup": __version__,
-        "profile": fleet.profile,
-        "params": fleet.params,
-        "hosts": [report_dict(r) for r in fleet.reports],
-        "summary": {
-            "hosts": n,
-            "failing_hosts": len(failing_hosts),
-            "failing": failing_hosts,
-            "findings": fleet.summary(),
-            "rules": [{"rule": rid, "severity": str(sev), "title": title, "hosts_failing": len(hosts),
-                       "hosts": hosts} for rid, sev, title, hosts in fleet.failing_rules()],
-        },
+        "hosts": len(fleet),
+        "failing_hosts": fleet.failing_hosts,
+        "failing": [r.label for r in fleet.hosts_by_failures() if r.bad],
+        "findings": fleet.summary(),
+        "rules": [{"rule": rid, "severity": str(sev), "title": title, "hosts_failing": len(hosts),
+                   "hosts": hosts} for rid, sev, title, hosts in fleet.failing_rules()],
     }
 
 
-def format_fleet(fleet: Fleet, **_: Any) -> str:
-    return json.dumps(fleet_dict(fleet), indent=1) + "\n"
+class _FleetSink(Sink):
+    """One JSON document: {"schema", ..., "hosts": [...], "summary": {...}}. The hosts come first
+    and the summary last, so hosts are written as they are audited; each host is one line."""
+
+    def chunk(self, row, report: Report, index: int) -> str:
+        d = report_dict(report)
+        d["collected_at"] = row.collected_at or None
+        return ("[\n" if index == 0 else ",\n") + json.dumps(d, separators=(",", ":"))
+
+    def head(self, fleet) -> str:
+        top = {"schema": FLEET_SCHEMA, "tuneup": __version__, "profile": fleet.profile, "params": fleet.params}
+        return json.dumps(top, indent=1)[:-2] + ',\n "hosts": '
+
+    def tail(self, fleet) -> str:
+        return ("\n]" if len(fleet) else "[]") + ',\n "summary": ' + json.dumps(fleet_summary_dict(fleet), indent=1) + "\n}\n"
+
+
+def fleet_sink(**opts: Any) -> Sink:
+    return _FleetSink(**opts)
+
+
+def format_fleet(fleet: Fleet, **opts: Any) -> str:
+    return render_fleet(fleet_sink(**opts), fleet)

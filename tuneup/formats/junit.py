@@ -10,6 +10,8 @@ import re
 from typing import Any
 
 from tuneup.engine import render
+from tuneup.formats.fleetsink import Sink
+from tuneup.formats.fleetsink import render as render_fleet
 from tuneup.model import Fleet, Report, Status
 
 # XML 1.0 cannot carry most control characters, even escaped: drop them.
@@ -82,5 +84,59 @@ def format_report(report: Report, **_: Any) -> str:
     return _document([(str(report.host.get("hostname", "?")), report)])
 
 
-def format_fleet(fleet: Fleet, **_: Any) -> str:
-    return _document(list(zip(fleet.labels(), fleet.reports)))
+_UNSET = object()
+
+
+def below_fail_on(report: Report, fail_on: Any) -> Report:
+    """Failures below --fail-on (all of them for `never`) become skipped cases that keep their
+    message: visible, but not failures."""
+    if fail_on is _UNSET:
+        return report
+    from dataclasses import replace
+
+    limit = f"--fail-on {fail_on}" if fail_on is not None else "--fail-on never"
+    out = []
+    for f in report.findings:
+        if f.status in (Status.FAIL, Status.ERROR) and (fail_on is None or f.severity < fail_on):
+            f = replace(f, status=Status.SKIP, message=f"{f.status.value} ({f.severity}, below {limit}): {f.message}")
+        out.append(f)
+    return replace(report, findings=tuple(out))
+
+
+class _FleetSink(Sink):
+    """<testsuites> with one <testsuite> per host, written as each host is audited."""
+
+    def __init__(self, **opts: Any) -> None:
+        super().__init__(**opts)
+        self.total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+
+    def chunk(self, row, report: Report, index: int) -> str:
+        import xml.etree.ElementTree as ET
+
+        holder = ET.Element("testsuites")
+        counts = _suite(holder, below_fail_on(report, self.opts.get("fail_on", _UNSET)), row.label, ET)
+        for k, v in counts.items():
+            self.total[k] += v
+        suite = holder[0]
+        if row.collected_at:
+            ET.SubElement(suite.find("properties"), "property", name="collected_at", value=_t(row.collected_at))
+        ET.indent(suite, "  ", level=1)
+        return "  " + ET.tostring(suite, encoding="unicode").rstrip() + "\n"
+
+    def head(self, fleet) -> str:
+        from xml.sax.saxutils import quoteattr
+
+        attrs = " ".join(f'{k}="{v}"' for k, v in self.total.items())
+        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name={quoteattr("tuneup")} {attrs} '
+                f'time="0">\n')
+
+    def tail(self, fleet) -> str:
+        return "</testsuites>\n"
+
+
+def fleet_sink(**opts: Any) -> Sink:
+    return _FleetSink(**opts)
+
+
+def format_fleet(fleet: Fleet, **opts: Any) -> str:
+    return render_fleet(fleet_sink(**opts), fleet)

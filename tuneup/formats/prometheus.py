@@ -17,6 +17,8 @@ import math
 from typing import Any
 
 from tuneup import __version__
+from tuneup.formats.fleetsink import Sink
+from tuneup.formats.fleetsink import render as render_fleet
 from tuneup.model import RLIM_INFINITY, Fleet, Report, Status
 from tuneup.textsafe import printable
 
@@ -96,5 +98,45 @@ def format_report(report: Report, **_: Any) -> str:
     return _document([({}, report)])
 
 
-def format_fleet(fleet: Fleet, **_: Any) -> str:
-    return _document([({"host": label}, r) for label, r in zip(fleet.labels(), fleet.reports)])
+class _FleetSink(Sink):
+    """The exposition format keeps each metric family together: one spool file per family,
+    joined at the end. Every series has a host label."""
+
+    def __init__(self, **opts: Any) -> None:
+        super().__init__(**opts)
+        self.spools: dict[str, Any] = {}
+
+    def host(self, row, report: Report, index: int) -> None:
+        import tempfile
+
+        for name, samples in _series([({"host": row.label}, report)]).items():
+            if samples:
+                if name not in self.spools:
+                    self.spools[name] = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="tuneup-prom-")
+                self.spools[name].write("\n".join(samples) + "\n")
+
+    def finish(self, fleet, out) -> None:
+        import shutil
+
+        for name in _HELP:
+            spool = self.spools.get(name)
+            if spool is not None:
+                out.write(f"# HELP {name} {_HELP[name]}\n# TYPE {name} gauge\n")
+                spool.seek(0)
+                shutil.copyfileobj(spool, out, 1 << 20)
+        if not self.spools:
+            out.write("\n")
+        self.close()
+
+    def close(self) -> None:
+        for spool in self.spools.values():
+            spool.close()
+        self.spools = {}
+
+
+def fleet_sink(**opts: Any) -> Sink:
+    return _FleetSink(**opts)
+
+
+def format_fleet(fleet: Fleet, **opts: Any) -> str:
+    return render_fleet(fleet_sink(**opts), fleet)

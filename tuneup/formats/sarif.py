@@ -22,6 +22,8 @@ from urllib.parse import quote
 from tuneup import __version__
 from tuneup.engine import render
 from tuneup.formats import split_ref
+from tuneup.formats.fleetsink import Sink
+from tuneup.formats.fleetsink import render as render_fleet
 from tuneup.model import Finding, Fleet, Report, Severity, Status
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -166,5 +168,66 @@ def format_report(report: Report, **_: Any) -> str:
     return _document([(str(report.host.get("hostname", "?")), report)])
 
 
-def format_fleet(fleet: Fleet, **_: Any) -> str:
-    return _document(list(zip(fleet.labels(), fleet.reports)))
+class _FleetSink(Sink):
+    """One SARIF run for the fleet: results written host by host, the rules (known only at the
+    end) in the head. Failures below --fail-on are reported at level "note"."""
+
+    def __init__(self, **opts: Any) -> None:
+        super().__init__(**opts)
+        self.rules: dict[str, dict[str, Any]] = {}
+        self.index: dict[str, int] = {}
+        self.roots: set[str] = set()
+        self.wrote = False
+
+    def chunk(self, row, report: Report, index: int) -> str:
+        fail_on = self.opts.get("fail_on", _UNSET)
+        root = _root_of(report)
+        if root:
+            self.roots.add(root)
+        parts = []
+        for f in report.findings:
+            if f.rule not in self.index:
+                self.index[f.rule] = len(self.rules)
+                self.rules[f.rule] = _rule(f)
+            if f.status in REPORTED:
+                res = _result(f, report, self.index[f.rule], row.label)
+                if fail_on is not _UNSET and (fail_on is None or f.severity < fail_on):
+                    res["level"] = "note"
+                if row.collected_at:
+                    res["properties"]["collected_at"] = row.collected_at
+                parts.append(json.dumps(res, separators=(",", ":")))
+        if not parts:
+            return ""
+        text = (",\n" if self.wrote else "\n") + ",\n".join(parts)
+        self.wrote = True
+        return text
+
+    def head(self, fleet) -> str:
+        run: dict[str, Any] = {
+            "tool": {"driver": {"name": "tuneup", "version": __version__, "semanticVersion": __version__,
+                                "rules": list(self.rules.values())}},
+            "automationDetails": {"id": "tuneup/audit/"},
+            "columnKind": "unicodeCodePoints",
+            "results": "\0results",
+            "properties": {"profile": fleet.profile, "summary": fleet.summary(),
+                           "hosts": [r.label for r in fleet.rows]},
+        }
+        if len(self.roots) == 1 and next(iter(self.roots)).startswith("/"):
+            run["originalUriBaseIds"] = {"ROOT": {"uri": "file://" + quote(next(iter(self.roots)).rstrip("/")) + "/"}}
+        doc = json.dumps({"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}, indent=2)
+        self._after = doc.split('"\\u0000results"', 1)[1] + "\n"
+        return doc.split('"\\u0000results"', 1)[0] + "["
+
+    def tail(self, fleet) -> str:
+        return "\n]" + self._after
+
+
+_UNSET = object()
+
+
+def fleet_sink(**opts: Any) -> Sink:
+    return _FleetSink(**opts)
+
+
+def format_fleet(fleet: Fleet, **opts: Any) -> str:
+    return render_fleet(fleet_sink(**opts), fleet)

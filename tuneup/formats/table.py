@@ -6,6 +6,8 @@ from typing import Any
 
 from tuneup.engine import render
 from tuneup.formats.safe import escaped
+from tuneup.formats.fleetsink import Sink
+from tuneup.formats.fleetsink import render as render_fleet
 from tuneup.model import Fleet, Report, Status
 
 _ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.UNKNOWN: 2, Status.WAIVED: 3, Status.SKIP: 4, Status.PASS: 5}
@@ -56,36 +58,47 @@ def format_report(report: Report, *, color: bool = False, **_: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_fleet(fleet: Fleet, *, color: bool = False, **_: Any) -> str:
-    """One line per host, then the rules that fail on the most hosts."""
-    fleet = escaped(fleet)
-    from tabulate import tabulate
+class _FleetSink(Sink):
+    """One line per host (most failures first), then the rules failing anywhere, most severe first.
+    Nothing per host is kept but its row."""
 
-    labels = fleet.labels()
-    rows = []
-    for label, r in zip(labels, fleet.reports):
-        s = r.summary()
-        bad = s["fail"] + s["error"]
-        state = _status(Status.FAIL if bad else Status.PASS, "FAIL" if bad else "OK", color)
-        rows.append([state, _clip(label, 40), _clip(str(r.host.get("kernel", "?")), 24), s["fail"], s["error"],
-                     s["waived"], s["unknown"], s["pass"]])
-    rows.sort(key=lambda row: (-(row[3] + row[4]), row[1]))
-    failing = fleet.failing_rules()
-    n = len(fleet.reports)
-    lines = [
-        f"tuneup fleet audit of {n} host{'s' if n != 1 else ''}, profile {fleet.profile}: "
-        + ", ".join(f"{k}={v}" for k, v in fleet.params.items()),
-        "",
-        tabulate(rows, headers=["STATE", "HOST", "KERNEL", "FAIL", "ERROR", "WAIVED", "UNKNOWN", "PASS"],
-                 tablefmt="simple"),
-    ]
-    if failing:
-        lines += ["", "Rules failing on hosts:", ""]
-        lines.append(tabulate(
-            [[rid, str(sev), f"{len(hosts)}/{n}", _clip(", ".join(hosts), 60)] for rid, sev, _t, hosts in failing],
-            headers=["RULE", "SEVERITY", "HOSTS", "WHICH"], tablefmt="simple"))
-    bad_hosts = sum(1 for r in fleet.reports if any(f.status in (Status.FAIL, Status.ERROR) for f in r.findings))
-    s = fleet.summary()
-    lines += ["", f"Summary: {bad_hosts} of {n} hosts failing; findings: "
-              + ", ".join(f"{v} {k}" for k, v in s.items() if v or k in ("pass", "fail"))]
-    return "\n".join(lines) + "\n"
+    escape = True
+
+    def head(self, fleet) -> str:
+        from tabulate import tabulate
+
+        color = bool(self.opts.get("color"))
+        rows = []
+        for r in fleet.hosts_by_failures():
+            s = r.counts
+            state = _status(Status.FAIL if r.bad else Status.PASS, "FAIL" if r.bad else "OK", color)
+            rows.append([state, _clip(r.label, 40), _clip(r.kernel, 24), _clip(r.collected_at[:19] or "-", 19),
+                         s["fail"], s["error"], s["waived"], s["unknown"], s["pass"]])
+        failing = fleet.failing_rules()
+        n = len(fleet)
+        lines = [
+            f"tuneup fleet audit of {n} host{'s' if n != 1 else ''}, profile {fleet.profile}: "
+            + ", ".join(f"{k}={v}" for k, v in fleet.params.items()),
+            "",
+            tabulate(rows, headers=["STATE", "HOST", "KERNEL", "COLLECTED", "FAIL", "ERROR", "WAIVED", "UNKNOWN",
+                                    "PASS"], tablefmt="simple"),
+        ]
+        if failing:
+            lines += ["", "Rules failing on hosts (most severe first):", ""]
+            lines.append(tabulate(
+                [[rid, str(sev), f"{len(hosts)}/{n}", _clip(", ".join(hosts[:20]), 60)]
+                 for rid, sev, _t, hosts in failing],
+                headers=["RULE", "SEVERITY", "HOSTS", "WHICH"], tablefmt="simple"))
+        s = fleet.summary()
+        lines += ["", f"Summary: {fleet.failing_hosts} of {n} hosts failing; findings: "
+                  + ", ".join(f"{v} {k}" for k, v in s.items() if v or k in ("pass", "fail"))]
+        return "\n".join(lines) + "\n"
+
+
+def fleet_sink(**opts: Any) -> Sink:
+    return _FleetSink(**opts)
+
+
+def format_fleet(fleet: Fleet, **opts: Any) -> str:
+    """One line per host, then the rules that fail on hosts."""
+    return render_fleet(fleet_sink(**opts), fleet)

@@ -82,7 +82,7 @@ _MAX_POW = 64
 class Expr:
     """A parsed, validated expression. Parse once (at rule load), evaluate many times."""
 
-    __slots__ = ("text", "_tree", "names")
+    __slots__ = ("text", "_tree", "names", "_keys")
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str):
@@ -97,6 +97,7 @@ class Expr:
             raise ExprError(f"expression nested too deeply: {text!r}") from None
         self.text = text
         self.names: set[str] = set()
+        self._keys: set[str] = set()   # fact()/has() keys, gathered by _check's walk
         try:
             self._check(tree.body)
             self._tree = tree.body
@@ -170,6 +171,8 @@ class Expr:
                 len(args) != 1 or not isinstance(args[0], ast.Constant) or not isinstance(args[0].value, str)
             ):
                 raise ExprError(f"{fname}() takes one quoted fact key in {self.text!r}")
+            if fname in CONTEXT_FUNCTIONS:
+                self._keys.add(args[0].value)
             for a in args:
                 self._check(a)
         else:
@@ -177,11 +180,7 @@ class Expr:
 
     def fact_keys(self) -> set[str]:
         """Fact keys this expression reads with fact()/has()."""
-        keys = set()
-        for node in ast.walk(self._tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CONTEXT_FUNCTIONS:
-                keys.add(node.args[0].value)
-        return keys
+        return set(self._keys)
 
     def evaluate(self, names: Mapping[str, Any], fact: Callable[[str], Any] | None = None,
                  has: Callable[[str], bool] | None = None) -> Any:
