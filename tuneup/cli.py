@@ -19,16 +19,82 @@ from tuneup.errors import UsageError
 from tuneup.formats import OutputFormat
 from tuneup.formats.capacity import CapacityFormat
 from tuneup.output import write_output
+from typer.core import TyperGroup
+
+# Metavars shown in --help instead of Python type names (<str>, <list[Path]>, <bool>).
+_METAVARS = {"--set": "NAME=VALUE", "--output": "FILE", "--snapshot": "FILE|DIR|GLOB", "--rules-dir": "DIR",
+             "--root": "DIR", "--out-dir": "DIR", "--waivers": "FILE", "--config": "FILE", "--service": "UNIT",
+             "--process": "NAME", "--pid": "PID", "--profile": "NAME", "--target": "HOST:PORT",
+             "--connections": "N", "--top": "N", "--rate": "PER_S", "--timeout": "SECONDS", "--max-age": "DURATION"}
+
+
+def _conventional(params) -> None:
+    """Help that reads like a Unix tool: flags show no type, values a NAME, choices are listed in
+    the help text (where they wrap between words) instead of a <a|b|c> column that breaks mid-word."""
+    for p in params:
+        if getattr(p, "param_type_name", "") != "option" or p.metavar is not None:
+            continue
+        long = next((o for o in p.opts if o.startswith("--")), p.opts[0])
+        desc = getattr(p, "type_descriptor", None)    # typer >= 0.24; older typer: click's p.type
+        choices = desc.choices if desc is not None else getattr(getattr(p, "type", None), "choices", None)
+        kind = getattr(desc, "annotation", None) if desc is not None else None
+        if desc is not None and getattr(desc, "is_list", False):
+            kind = (getattr(kind, "__args__", None) or (None,))[0]
+        kind_name = getattr(kind, "__name__", "") or getattr(getattr(p, "type", None), "name", "")
+        if p.is_flag or kind_name in ("bool", "boolean"):
+            p.metavar = ""
+        elif choices:
+            p.metavar = long.lstrip("-").upper()
+            listed = ", ".join(str(getattr(c, "value", c)) for c in choices)
+            if p.help and listed not in p.help:
+                p.help = f"{p.help.rstrip('.')}: {listed}."
+        else:
+            p.metavar = _METAVARS.get(long, "N" if kind_name in ("int", "integer") else
+                                     "SECONDS" if kind_name == "float" else long.lstrip("-").upper())
+
+
+class Group(TyperGroup):
+    """The app and `rules`: conventional help for their own options and every subcommand's."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _conventional(self.params)
+        for cmd in self.commands.values():
+            _conventional(cmd.params)
+
+    def format_help(self, ctx, formatter) -> None:
+        _conventional(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     name="tuneup",
-    help="Audit a Linux host for the limits that decide how many TCP connections it can hold.",
+    help="Audit a Linux host for the limits that decide how many TCP connections it can hold.\n\n"
+         "Start with `tuneup audit`; `tuneup COMMAND --help` shows each command's options and an example. "
+         "Shell completion: `tuneup --install-completion` (bash, zsh, fish, PowerShell).",
+    cls=Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-rules_app = typer.Typer(help="List and explain rules.", no_args_is_help=True)
+rules_app = typer.Typer(help="List and explain rules.", no_args_is_help=True, cls=Group)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tuneup import __version__
+
+        typer.echo(f"tuneup {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", "-V", help="Print the version and exit.",
+                                          callback=_version, is_eager=True)] = False,
+) -> None:
+    """Global options (the app's help text is given to typer.Typer above)."""
 app.add_typer(rules_app, name="rules")
 
 
@@ -90,7 +156,7 @@ def _book(rules_dir: Optional[list[Path]]):
 @app.command()
 def audit(
     profile: ProfileOpt = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format (default: from the -o file's extension, else table).", show_default=False)] = OutputFormat.TABLE,
     output: OutputOpt = None,
     force: ForceOpt = False,
     fail_on: Annotated[Optional[FailOn], typer.Option("--fail-on", help="Lowest severity that makes the exit code 1 (default: warning, or fail_on from tuneup.toml).", show_default=False)] = None,
@@ -105,20 +171,36 @@ def audit(
     root: RootOpt = None,
     service: ServiceOpt = None,
     sample: SampleOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Table: also list the passing and skipped rules (summarized by default).")] = False,
+    only_failures: Annotated[bool, typer.Option("--only-failures", help="Table: list only the failures (fail and error), not unknown or waived findings.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Table: print only the failures, one line each, and nothing when all is well; the exit code tells the rest.")] = False,
+    max_age: Annotated[Optional[str], typer.Option("--max-age", help="Fail (finding SNAPSHOT-AGE, severity warning) when a snapshot's facts are older than this: 30m, 12h, 7d, 2w.")] = None,
 ) -> None:
-    """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
+    """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile.
+
+    Exit code 0 when nothing fails at or above --fail-on, 1 when something does, 2 on bad input.
+    The table lists the problems (severity first) with how to fix each, then the next commands to run.
+
+    Example: tuneup audit -p web --set connections=200000 --pid $(pidof -s nginx)
+    """
     from tuneup import config as configmod
-    from tuneup import engine, run
+    from tuneup import engine, freshness, run
     from tuneup import waivers as waivermod
     from tuneup.formats import render
     from tuneup.model import Severity
 
+    fmt_given = _given("fmt")
     cfg = configmod.load(config)
     waived = list(cfg.waivers) + [w for path in waivers or [] for w in waivermod.load(path)]
     plan = run.plan(profile or cfg.profile, parse_sets(set_), rules_dir or [], waived,
                     config_params=cfg.params, config_where=cfg.path)
     paths, is_fleet = run.expand_snapshots(snapshot or [])
     _check_sample(sample, live=not paths and root is None)
+    fmt = _infer_format(fmt, fmt_given, output)
+    age_limit = freshness.parse_duration(max_age) if max_age is not None else None
+    if (show_all or only_failures or quiet) and fmt != OutputFormat.TABLE:
+        raise UsageError("--all, --only-failures and --quiet shape the table; other formats carry every finding",
+                         "--all" if show_all else "--only-failures" if only_failures else "--quiet")
     if is_fleet:
         if root is not None or service:
             raise UsageError("a fleet of snapshots cannot be combined with --root or --service", "--snapshot")
@@ -128,14 +210,116 @@ def audit(
         result = run.audit_fleet(plan, paths, _progress(len(paths)))
         reports = list(result.reports)
     else:
-        result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                                root, service, sample))
+        with _countdown(sample):
+            snap = run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
+                                       root, service, sample)
+        result = plan.audit(snap)
+        result = freshness.check_age(result, age_limit)
         reports = [result]
-    write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
     threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
+    _warn_unused_waivers(waived, reports)
+    opts = dict(color=_color(output), fail_on=threshold)
+    if fmt == OutputFormat.TABLE and not is_fleet:
+        opts.update(show_all=show_all, failures_only=only_failures, quiet=quiet, config=cfg.path,
+                    defaults=dict(plan.book.profile(plan.profile.name, {}).params), pid_named=bool(pid or process),
+                    fix_command=_fix_command(profile or cfg.profile, set_, paths, root, service, config),
+                    width=None if output is None or str(output) == "-" else 100)
+    write_output(render(result, fmt, **opts), output, force)
     if any(engine.failing(r, threshold, include_host) for r in reports):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+_EXTENSIONS = {".json": OutputFormat.JSON, ".md": OutputFormat.MARKDOWN, ".markdown": OutputFormat.MARKDOWN,
+               ".html": OutputFormat.HTML, ".htm": OutputFormat.HTML, ".xml": OutputFormat.JUNIT,
+               ".sarif": OutputFormat.SARIF, ".prom": OutputFormat.PROMETHEUS, ".txt": OutputFormat.TABLE}
+
+
+def _infer_format(fmt: OutputFormat, given: bool, output: Optional[Path]) -> OutputFormat:
+    """-o x.html without -f writes HTML; -f json -o x.html is refused (a file that lies about its
+    type breaks whatever opens it). Unknown extensions keep -f (default table)."""
+    if output is None or str(output) == "-":
+        return fmt
+    name = output.name.lower()
+    ext = ".sarif" if name.endswith((".sarif", ".sarif.json")) else output.suffix.lower()
+    implied = _EXTENSIONS.get(ext)
+    if implied is None:
+        return fmt
+    if not given:
+        return implied
+    if fmt != implied and not (ext == ".json" and fmt == OutputFormat.SARIF):
+        raise UsageError(f"--format {fmt.value} does not match the file name (it says {implied.value}); "
+                         "change one of them", str(output))
+    return fmt
+
+
+def _fix_command(profile: Optional[str], sets: Optional[list[str]], paths: list, root: Optional[Path],
+                 service: Optional[str], config: Optional[Path]) -> str:
+    """The `tuneup fix` command line that plans the fix for what this audit looked at."""
+    import shlex
+
+    parts = ["tuneup", "fix"]
+    if profile:
+        parts += ["-p", profile]
+    for item in sets or []:
+        parts += ["--set", item]
+    if paths:
+        parts += ["--snapshot", str(paths[0])]
+    if root is not None:
+        parts += ["--root", str(root)]
+    if service:
+        parts += ["--service", service]
+    if config is not None:
+        parts += ["--config", str(config)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _warn_unused_waivers(waived, reports) -> None:
+    """A waiver that waives nothing (its rule passes, or its hosts match no audited host) is stale
+    or a typo: say so on stderr, once per waiver."""
+    from tuneup.textsafe import printable
+
+    for w in waived:
+        if not any(w.matches(f.rule, str(r.host.get("hostname", ""))) for r in reports for f in r.findings
+                   if f.status.value in ("fail", "error", "waived")):
+            hosts = f" on hosts {', '.join(w.hosts)}" if w.hosts else ""
+            sys.stderr.write(printable(f"tuneup: warning: {w.origin}: waiver for {w.rule}{hosts} matches no "
+                                       "failing finding (fixed, or a typo in its rule or hosts?)") + "\n")
+
+
+class _countdown:
+    """`--sample N` on a terminal: "sampling counters: 4 s left" on stderr, once a second, while
+    the collection (which waits N seconds between its two reads) runs; erased when it ends."""
+
+    def __init__(self, sample: Optional[float]) -> None:
+        import threading
+
+        self.sample = sample if sample and sys.stderr.isatty() else None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        import time
+
+        end = time.monotonic() + (self.sample or 0)
+        while not self.done.is_set():
+            left = max(0.0, end - time.monotonic())
+            sys.stderr.write(f"\rsampling counters: {left:.0f} s left\x1b[K" if left >= 0.5
+                             else "\rsampling counters: reading\x1b[K")
+            sys.stderr.flush()
+            self.done.wait(min(1.0, left - int(left)) if left >= 1 else 0.5)
+
+    def __enter__(self) -> "_countdown":
+        if self.sample:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.sample:
+            self.done.set()
+            self.thread.join()
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
 
 
 def _check_sample(sample: Optional[float], live: bool) -> None:
@@ -148,6 +332,21 @@ def _check_sample(sample: Optional[float], live: bool) -> None:
                          "--sample")
     if not 0 < sample <= MAX_SAMPLE_S:
         raise UsageError(f"must be more than 0 and at most {MAX_SAMPLE_S:g} seconds", "--sample")
+
+
+def _given(param: str) -> bool:
+    """Whether an option was given on the command line (not its default)."""
+    try:   # typer >= 0.24 vendors click as typer._click; older typer depends on click
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click.core import ParameterSource
+        from click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return True
+    return ctx.get_parameter_source(param) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
 
 
 def _color(output: Optional[Path]) -> bool:
@@ -184,12 +383,15 @@ def _progress_bar(label: str):
 def collect(
     output: OutputOpt = None,
     force: ForceOpt = False,
-    pid: PidOpt = None,
-    process: ProcessOpt = None,
+    pid: Annotated[Optional[list[int]], typer.Option("--pid", help="Also record this running process's limits (repeatable).")] = None,
+    process: Annotated[Optional[list[str]], typer.Option("--process", help="Also record the limits of running processes with this name (repeatable).")] = None,
     rules_dir: RulesDirOpt = None,
     sample: SampleOpt = None,
 ) -> None:
-    """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere."""
+    """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere.
+
+    Example: tuneup collect --process nginx -o $(hostname).json
+    """
     from tuneup import snapshot as snapmod
     from tuneup.facts.collect import collect as do_collect
     from tuneup.facts.collect import resolve_targets
@@ -215,6 +417,8 @@ def diff(
     """Compare two snapshots (or a snapshot with the live host): differing facts and findings.
 
     Exit code 0 when nothing differs, 1 when something does (like diff(1)), 2 on bad input.
+
+    Example: tuneup diff before.json after.json
     """
     from tuneup import config as configmod
     from tuneup import diff as diffmod
@@ -238,13 +442,16 @@ def diff(
 
 @rules_app.command("list")
 def rules_list(
-    profile: ProfileOpt = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="List only the rules this profile audits (default: every rule).")] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.TABLE,
     rules_dir: RulesDirOpt = None,
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """List rules (of one profile, or all)."""
+    """List rules (of one profile, or all).
+
+    Example: tuneup rules list -p proxy
+    """
     from tuneup.formats import catalogue
 
     book = _book(rules_dir)
@@ -259,7 +466,10 @@ def rules_show(
     set_: SetOpt = None,
     rules_dir: RulesDirOpt = None,
 ) -> None:
-    """Everything about one rule, with its threshold evaluated for the profile's parameters."""
+    """Everything about one rule, with its threshold evaluated for the profile's parameters.
+
+    Example: tuneup rules show NET-SOMAXCONN --set connections=500000
+    """
     from tuneup.formats import catalogue
 
     book = _book(rules_dir)
@@ -275,7 +485,10 @@ def profiles(
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.TABLE,
     rules_dir: RulesDirOpt = None,
 ) -> None:
-    """List profiles with what they extend and their parameters."""
+    """List profiles with what they extend and their parameters.
+
+    Example: tuneup profiles -f json
+    """
     from tuneup.formats import catalogue
 
     write_output(catalogue.profiles_list(_book(rules_dir), fmt.value), None, False)
@@ -302,7 +515,10 @@ def sockets(
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Live TCP sockets: states, listeners with their real backlog and queue, ephemeral ports, counters."""
+    """Live TCP sockets: states, listeners with their real backlog and queue, ephemeral ports, counters.
+
+    Example: tuneup sockets --sample 5 --top 10
+    """
     from tuneup import sockets_cmd
 
     write_output(sockets_cmd.run(fmt.value, sample, top, method.value, owners), output, force)
@@ -319,7 +535,13 @@ def capacity(
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
 ) -> None:
-    """How many concurrent connections each limit allows, and which one binds first."""
+    """How many concurrent connections each limit allows, and which one binds first.
+
+    Exit code 1 when the binding limit allows fewer connections than the target (--connections,
+    else the profile's `connections` parameter), so it can gate a pipeline.
+
+    Example: tuneup capacity --process nginx --connections 200000
+    """
     from tuneup import capacity as capmod
     from tuneup.facts import usage
     from tuneup.formats.capacity import render_capacity
@@ -345,7 +567,12 @@ def probe(
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Open real loopback connections until N or the first failure; compare with the prediction."""
+    """Open real loopback connections until N or the first failure; compare with the prediction.
+
+    Exit code 1 when fewer than N connections could be opened.
+
+    Example: tuneup probe -n 20000 --rate 2000
+    """
     from tuneup import probe as probemod
     from tuneup.formats.capacity import render_probe
 
@@ -372,7 +599,7 @@ def fix(
     service: ServiceOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write the config as a root overlay (etc/...) plus apply.sh under this directory.")] = None,
     apply_: Annotated[bool, typer.Option("--apply", help="As root: install the files (under --root if given), load the sysctls and verify them; `tuneup rollback` undoes it.")] = False,
-    root: RootOpt = None,
+    root: Annotated[Optional[Path], typer.Option("--root", help="Plan from the config files of this filesystem tree (an image, a config repository) and, with --apply, install the files under it; the running kernel is not touched.")] = None,
     snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="Plan the fix from this snapshot instead of the live host.")] = None,
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
@@ -380,7 +607,10 @@ def fix(
 ) -> None:
     """Render (and optionally apply) the config that fixes the failing rules.
 
-    Without --out-dir or --apply the files are printed. Exit code 1 when a sysctl could not be verified after --apply.
+    Without --out-dir or --apply the files are printed. Failures that no config can fix are listed
+    at the end. Exit code 1 when a sysctl could not be verified after --apply.
+
+    Example: tuneup fix -p web --service nginx.service --out-dir ./tuneup-fix
     """
     from tuneup import config as configmod
     from tuneup import run
@@ -416,9 +646,12 @@ def fix(
 
 @app.command()
 def rollback(
-    root: RootOpt = None,
+    root: Annotated[Optional[Path], typer.Option("--root", help="Undo a `fix --apply --root DIR`: restore the files it changed under this tree (default: /).")] = None,
 ) -> None:
-    """Undo `tuneup fix --apply`: restore the files and sysctl values it replaced, remove what it created."""
+    """Undo `tuneup fix --apply`: restore the files and sysctl values it replaced, remove what it created.
+
+    Example: tuneup rollback
+    """
     from tuneup.fixes import apply as applymod
 
     result = applymod.rollback(root or Path("/"))

@@ -28,25 +28,29 @@ class Check:
     title: str
     rationale: str
     refs: tuple[str, ...]
+    how: str = ""     # one line: how the operator fixes it
 
 
 REVERTS = Check(
     "BOOT-REVERTS", "The live value is what the next boot applies",
     "A value set at run time (sysctl -w) that no file persists, or that a file sets differently, "
     "changes on the next reboot: the host passes today and fails after maintenance.",
-    ("https://www.freedesktop.org/software/systemd/man/latest/sysctl.d.html",))
+    ("https://www.freedesktop.org/software/systemd/man/latest/sysctl.d.html",),
+    "persist the value you want in one /etc/sysctl.d/ file (`tuneup fix` writes the profile's values there)")
 CONFLICT = Check(
     "BOOT-CONFLICT", "A key is set in one file only",
     "When several sysctl.d files set one key, the file whose name sorts last wins; editing the "
     "other file changes nothing, which is how overrides get lost.",
-    ("https://www.freedesktop.org/software/systemd/man/latest/sysctl.d.html",))
+    ("https://www.freedesktop.org/software/systemd/man/latest/sysctl.d.html",),
+    "set the key in one file only: remove it from the files that lose (the one sorting last wins)")
 PAM_LIMITS = Check(
     "BOOT-PAM-LIMITS", "Open-file limits for a service are set where the service reads them",
     "limits.conf and limits.d are read by pam_limits at login; systemd services never see them and "
     "get LimitNOFILE= from their unit (or DefaultLimitNOFILE=).",
     ("https://man7.org/linux/man-pages/man5/limits.conf.5.html",
      "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#LimitCPU=",
-     "https://github.com/systemd/systemd/issues/1884"))
+     "https://github.com/systemd/systemd/issues/1884"),
+    "set LimitNOFILE= in the service's unit (`tuneup fix --service UNIT` writes a drop-in)")
 CHECKS = {c.id: c for c in (REVERTS, CONFLICT, PAM_LIMITS)}
 
 
@@ -57,7 +61,7 @@ def _finding(check: Check, key: str, status: Status, severity: Severity, message
         message += " (host-global: only the host can change it)"
     return Finding(rule=check.id, key=key, status=status, severity=severity, actual=actual, expected=expected,
                    message=message, title=check.title, scope=scope, source=source, target=target,
-                   rationale=check.rationale, refs=check.refs, host_only=host_only)
+                   rationale=check.rationale, refs=check.refs, host_only=host_only, how=check.how)
 
 
 def findings(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any],
