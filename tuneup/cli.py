@@ -219,7 +219,7 @@ def audit(
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
     threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
     _warn_unused_waivers(waived, reports)
-    opts = dict(color=_color(output), fail_on=threshold)
+    opts = dict(color=_color(output), fail_on=threshold if threshold is not None else "never")
     if fmt == OutputFormat.TABLE and not is_fleet:
         opts.update(show_all=show_all, failures_only=only_failures, quiet=quiet, config=cfg.path,
                     defaults=dict(plan.book.profile(plan.profile.name, {}).params), pid_named=bool(pid or process),
@@ -534,6 +534,7 @@ def capacity(
     output: OutputOpt = None,
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
+    connections: Annotated[Optional[int], typer.Option("--connections", "-n", help="Target number of concurrent connections (default: the profile's `connections` parameter); exit code 1 when the binding limit allows fewer.", min=0)] = None,
 ) -> None:
     """How many concurrent connections each limit allows, and which one binds first.
 
@@ -544,17 +545,22 @@ def capacity(
     """
     from tuneup import capacity as capmod
     from tuneup.facts import usage
-    from tuneup.formats.capacity import render_capacity
+    from tuneup.formats.capacity import render_capacity, short_of_target
 
     if pid is not None and process is not None:
         raise UsageError("give --pid or --process, not both", "--process")
     book = _book(rules_dir)
-    prof = book.profile(profile or book.default_profile, parse_sets(set_))
+    sets = parse_sets(set_)
+    if connections is not None:
+        sets["connections"] = connections
+    prof = book.profile(profile or book.default_profile, sets)
     note = ""
     if process is not None:
         pid, note = usage.find_process(process)
     cap = capmod.model(usage.capacity_snapshot(pid), prof.params, pid, note)
     write_output(render_capacity(cap, fmt), output, force)
+    if short_of_target(cap):
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @app.command()
