@@ -225,6 +225,17 @@ def audit(
                     defaults=dict(plan.book.profile(plan.profile.name, {}).params), pid_named=bool(pid or process),
                     fix_command=_fix_command(profile or cfg.profile, set_, paths, root, service, config),
                     width=None if output is None or str(output) == "-" else 100)
+    if fmt == OutputFormat.HTML and not is_fleet:
+        from tuneup import capacity as capmod
+
+        target_pid = (pid or [None])[0]
+        if snap.origin == "live":    # the capacity model's own facts (open fds, memory in use), read now
+            from tuneup.facts import usage
+
+            snap = usage.capacity_snapshot(target_pid)
+        opts.update(config=cfg.path, defaults=dict(plan.book.profile(plan.profile.name, {}).params),
+                    pid_named=bool(pid or process), capacity=capmod.model(snap, plan.profile.params, target_pid),
+                    fix_command=_fix_command(profile or cfg.profile, set_, paths, root, service, config))
     write_output(render(result, fmt, **opts), output, force)
     if any(engine.failing(r, threshold, include_host) for r in reports):
         raise typer.Exit(EXIT_FINDINGS)
