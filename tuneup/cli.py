@@ -649,7 +649,8 @@ def fix(
     files = render_files(fixplan)
     if out_dir is not None:
         write_tree(files, out_dir, force)
-    write_output(summary(fixplan, files, str(out_dir) if out_dir else None), None, False)
+    write_output(_fit(summary(fixplan, files, str(out_dir) if out_dir else None) + _cannot_fix(report, fixplan)),
+                 None, False)
     if out_dir is None and not apply_:
         write_output("".join(f"==> {p} <==\n{t}\n" for p, t in sorted(files.items())), None, False)
     if apply_:
@@ -675,6 +676,35 @@ def rollback(
     write_output(applymod.summary(result, "rolled back"), None, False)
     if not result.ok:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _cannot_fix(report, fixplan) -> str:
+    """The failures the rendered config does not fix (no config can: MEM-LOAD-FITS-RAM), named."""
+    from tuneup.model import Status
+
+    covered = {r for item in fixplan.items for r in item.rules} | {s.rule for s in fixplan.skipped}
+    left = [f for f in report.findings if f.status is Status.FAIL and f.rule not in covered]
+    if not left:
+        return ""
+    lines = [f"not fixed by this config ({len(left)}): " + ", ".join(sorted({f.rule for f in left}))]
+    for f in sorted(left, key=lambda f: (-f.severity, f.rule)):
+        lines.append(f"  {f.rule} ({f.severity}): {f.message}"
+                     + (f" -- {f.how}" if f.how else " -- no config can fix this; see `tuneup rules show "
+                                                      f"{f.rule}`"))
+    return "\n".join(lines) + "\n"
+
+
+def _fit(text: str) -> str:
+    """Lines of a text block wrapped to the terminal (continuations indented)."""
+    from tuneup.formats.termfit import terminal_width, wrap
+    from tuneup.textsafe import printable
+
+    width = terminal_width()
+    out = []
+    for line in text.splitlines():
+        lead = line[: len(line) - len(line.lstrip())]
+        out += wrap(printable(line.strip()), width, lead, lead + "    ") if line.strip() else [""]
+    return "\n".join(out) + "\n"
 
 
 def write_tree(files: dict[str, str], out_dir: Path, force: bool) -> None:

@@ -37,15 +37,20 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def rules_list(book: Rulebook, rules: list[Rule], fmt: str) -> str:
+def rules_list(book: Rulebook, rules: list[Rule], fmt: str, width: int | None = None) -> str:
     if fmt == "json":
         return json.dumps([rule_dict(book, r) for r in rules], indent=2) + "\n"
     if fmt == "markdown":
         return _markdown(book, rules)
-    from tabulate import tabulate
+    from tuneup.formats.termfit import table, terminal_width
 
+    width = width or terminal_width()
     rows = [[r.id, str(r.severity), r.fact, r.scope.value, r.title] for r in rules]
-    return tabulate(rows, headers=["ID", "SEVERITY", "KEY", "SCOPE", "TITLE"], tablefmt="simple") + "\n"
+    headers = ["ID", "SEVERITY", "KEY", "SCOPE", "TITLE"]
+    if width < 110:    # the key is in `rules show ID`; the title says what the rule is about
+        rows = [[r[0], r[1], r[4]] for r in rows]
+        headers = ["ID", "SEVERITY", "TITLE"]
+    return "\n".join(table(headers, rows, width, flex=(len(headers) - 1, 2))) + "\n"
 
 
 # Reading order of the rule reference: from the process outwards to the host and the network path.
@@ -101,7 +106,19 @@ def _markdown(book: Rulebook, rules: list[Rule]) -> str:
     return "\n".join(out)
 
 
-def rule_show(book: Rulebook, rule: Rule, profile: Profile) -> str:
+def rule_show(book: Rulebook, rule: Rule, profile: Profile, width: int | None = None) -> str:
+    from tuneup.formats.termfit import terminal_width, wrap
+
+    width = width or terminal_width()
+    out = []
+    for line in _rule_show(book, rule, profile).splitlines():
+        lead = line[: len(line) - len(line.lstrip())]
+        more = " " * (13 if lead == "  " else len(lead) + 2)
+        out += wrap(line.strip(), width, lead, more)
+    return "\n".join(out) + "\n"
+
+
+def _rule_show(book: Rulebook, rule: Rule, profile: Profile) -> str:
     host = host_names(_host_guess())
     names = {**host, **profile.params}
     ex = compile_expr(rule.expected)
@@ -157,7 +174,10 @@ def _host_guess() -> dict[str, Any]:
     return host
 
 
-def profiles_list(book: Rulebook, fmt: str) -> str:
+def profiles_list(book: Rulebook, fmt: str, width: int | None = None) -> str:
+    from tuneup.formats.termfit import group, terminal_width, wrap
+
+    width = width or terminal_width()
     items = []
     for name in book.profile_defs:
         prof = book.profile(name)
@@ -168,13 +188,15 @@ def profiles_list(book: Rulebook, fmt: str) -> str:
         return json.dumps({"profiles": items, "params": {p.name: {"default": p.default, "description": p.description}
                                                          for p in book.params.values()}}, indent=2) + "\n"
     lines = []
+    defaults = {p.name: p.default for p in book.params.values()}
     for it in items:
         star = " (default)" if it["default"] else ""
         ext = f" extends {it['extends']}" if it["extends"] else ""
-        lines.append(f"{it['name']}{star}{ext}: {it['description']} [{it['rules']} rules]")
-        lines.append("    " + ", ".join(f"{k}={v}" for k, v in it["params"].items()))
+        lines += wrap(f"{it['name']}{star}{ext}: {it['description']} [{it['rules']} rules]", width, "", "    ")
+        own = [f"{k}={group(str(v))}" for k, v in it["params"].items() if defaults.get(k) != v]
+        lines += wrap("sets: " + (", ".join(own) if own else "the parameters' defaults"), width, "    ", "      ")
     lines.append("")
-    lines.append("Parameters (override with --set NAME=VALUE):")
+    lines += wrap("Parameters (override with --set NAME=VALUE; `-f json` lists every profile's values):", width)
     for p in book.params.values():
-        lines.append(f"  {p.name}: {p.description}")
+        lines += wrap(f"{p.name} = {group(str(p.default))}: {p.description}", width, "  ", "    ")
     return "\n".join(lines) + "\n"
