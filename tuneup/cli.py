@@ -32,6 +32,8 @@ def _conventional(params) -> None:
     """Help that reads like a Unix tool: flags show no type, values a NAME, choices are listed in
     the help text (where they wrap between words) instead of a <a|b|c> column that breaks mid-word."""
     for p in params:
+        if getattr(p, "param_type_name", "") == "argument" and hasattr(p, "display_type_rich"):
+            p.display_type_rich = lambda ctx: None     # the metavar (A, ID) names it; no <path> column
         if getattr(p, "param_type_name", "") != "option" or p.metavar is not None:
             continue
         long = next((o for o in p.opts if o.startswith("--")), p.opts[0])
@@ -53,6 +55,17 @@ def _conventional(params) -> None:
                                      "SECONDS" if kind_name == "float" else long.lstrip("-").upper())
 
 
+def _conventional_help(cmd) -> None:
+    """A command's --help gets the same treatment (its -h/--help option exists only per context)."""
+    plain = cmd.format_help
+
+    def format_help(ctx, formatter) -> None:
+        _conventional(cmd.get_params(ctx))
+        plain(ctx, formatter)
+
+    cmd.format_help = format_help
+
+
 class Group(TyperGroup):
     """The app and `rules`: conventional help for their own options and every subcommand's."""
 
@@ -61,6 +74,8 @@ class Group(TyperGroup):
         _conventional(self.params)
         for cmd in self.commands.values():
             _conventional(cmd.params)
+            if not isinstance(cmd, TyperGroup):
+                _conventional_help(cmd)
 
     def format_help(self, ctx, formatter) -> None:
         _conventional(self.get_params(ctx))
@@ -696,15 +711,10 @@ def _cannot_fix(report, fixplan) -> str:
 
 def _fit(text: str) -> str:
     """Lines of a text block wrapped to the terminal (continuations indented)."""
-    from tuneup.formats.termfit import terminal_width, wrap
-    from tuneup.textsafe import printable
+    from tuneup.formats.termfit import fit_block, terminal_width
+    from tuneup.textsafe import printable_block
 
-    width = terminal_width()
-    out = []
-    for line in text.splitlines():
-        lead = line[: len(line) - len(line.lstrip())]
-        out += wrap(printable(line.strip()), width, lead, lead + "    ") if line.strip() else [""]
-    return "\n".join(out) + "\n"
+    return fit_block(printable_block(text.rstrip("\n")), terminal_width()) + "\n"
 
 
 def write_tree(files: dict[str, str], out_dir: Path, force: bool) -> None:

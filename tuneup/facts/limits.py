@@ -57,7 +57,7 @@ def process_facts(pid: int, proc: str = "/proc") -> tuple[dict[str, Fact], dict]
     prefix = f"proc.{pid}."
     facts: dict[str, Fact] = {}
     try:
-        with open(f"{base}/comm") as fh:
+        with open(f"{base}/comm", errors="replace") as fh:
             name = fh.read().strip()
     except FileNotFoundError:
         raise ProcessLookupError(pid) from None

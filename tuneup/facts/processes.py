@@ -30,7 +30,7 @@ def find_by_name(name: str, proc: str = "/proc") -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"{entry.path}/comm") as fh:
+            with open(f"{entry.path}/comm", errors="replace") as fh:
                 comm = fh.read().strip()
         except OSError:
             continue

@@ -52,6 +52,18 @@ def wrap(text: str, width: int, indent: str = "", subsequent: str | None = None)
                          break_long_words=not words_fit, break_on_hyphens=False) or [indent.rstrip()]
 
 
+def fit_block(text: str, width: int) -> str:
+    """A text block whose lines wider than `width` are wrapped (continuations indented 4 more)."""
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+            continue
+        lead = line[: len(line) - len(line.lstrip())]
+        out += wrap(line.strip(), width, lead, lead + "    ")
+    return "\n".join(out)
+
+
 def _cell_lines(text: str, width: int) -> list[str]:
     if len(text) <= width:
         return [text]
