@@ -276,9 +276,12 @@ def test_junit_and_sarif_respect_fail_on():
     _, out, _ = run("audit", "--snapshot", str(STOCK_FILE), "-f", "sarif", "--fail-on", "critical")
     levels = {r["ruleId"]: r["level"] for r in json.loads(out)["runs"][0]["results"]}
     assert levels["PROC-NOFILE-SOFT"] == "error" and levels["NET-SOMAXCONN"] == "note"
-    _, out, _ = run("audit", "--snapshot", str(STOCK_FILE), "-f", "sarif")
-    levels = {r["ruleId"]: r["level"] for r in json.loads(out)["runs"][0]["results"]}
-    assert levels["NET-SOMAXCONN"] == "warning" and levels["NET-NETDEV-BACKLOG"] == "note"
+    for extra in ([], ["--fail-on", "never"]):      # never keeps the exit code at 0, not the report quiet
+        rc, out, _ = run("audit", "--snapshot", str(STOCK_FILE), "-f", "sarif", *extra)
+        levels = {r["ruleId"]: r["level"] for r in json.loads(out)["runs"][0]["results"]}
+        assert levels["NET-SOMAXCONN"] == "warning" and levels["NET-NETDEV-BACKLOG"] == "note"
+    rc, out, _ = run("audit", "--snapshot", str(STOCK_FILE), "-f", "junit", "--fail-on", "never")
+    assert rc == 0 and ET.fromstring(out).get("failures") == "3"
 
 
 def test_a_waiver_that_matches_nothing_is_reported(tmp_path):

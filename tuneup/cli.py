@@ -234,7 +234,9 @@ def audit(
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
     threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
     _warn_unused_waivers(waived, reports)
-    opts = dict(color=_color(output), fail_on=threshold if threshold is not None else "never")
+    # JUnit and SARIF: a failure below --fail-on is not a failure. `never` only keeps the exit code
+    # at 0 (pipelines upload the report and decide later), so the reports keep every failure then.
+    opts = dict(color=_color(output), fail_on=threshold)
     if fmt == OutputFormat.TABLE and not is_fleet:
         opts.update(show_all=show_all, failures_only=only_failures, quiet=quiet, config=cfg.path,
                     defaults=dict(plan.book.profile(plan.profile.name, {}).params), pid_named=bool(pid or process),
