@@ -242,6 +242,13 @@ def test_max_age_fails_stale_snapshots(tmp_path):
     path.write_text(snapshot.dumps(snap))
     assert run("audit", "--snapshot", str(path), "--fail-on", "warning", "--max-age", "12h")[0] == 1
     assert run("audit", "--snapshot", str(path), "--fail-on", "critical", "--max-age", "12h")[0] == 0
+    fresh = tmp_path / "fresh.json"
+    snap.collected_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    fresh.write_text(snapshot.dumps(snap))
+    rc, out, _ = run("audit", "--snapshot", str(path), "--snapshot", str(fresh), "-f", "json", "--max-age", "12h",
+                     "--fail-on", "critical")
+    ages = [next(f["status"] for f in h["findings"] if f["rule"] == "SNAPSHOT-AGE") for h in json.loads(out)["hosts"]]
+    assert rc == 0 and ages == ["fail", "pass"]
     rc, _, err = run("audit", "--snapshot", str(path), "--max-age", "soon")
     assert rc == 2 and "--max-age: 'soon'" in err
 

@@ -223,6 +223,10 @@ def audit(
             raise UsageError("--pid/--process read live processes; they cannot be combined with --snapshot",
                              "--pid" if pid else "--process")
         result = run.audit_fleet(plan, paths, _progress(len(paths)))
+        if age_limit is not None:     # the same per-snapshot check as for one host
+            from dataclasses import replace
+
+            result = replace(result, reports=tuple(freshness.check_age(r, age_limit) for r in result.reports))
         reports = list(result.reports)
     else:
         with _countdown(sample):
