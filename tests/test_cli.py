@@ -83,8 +83,14 @@ def test_table_output_lists_problems_first(snap_file):
     assert result.exit_code == EXIT_FINDINGS
     lines = result.output.splitlines()
     statuses = [ln.split()[0] for ln in lines if ln.split() and ln.split()[0] in ("PASS", "FAIL", "SKIP")]
+    assert statuses[0] == "FAIL" and "PASS" not in statuses and "SKIP" not in statuses   # summarized
+    assert "Summary:" in result.output and "fix: `tuneup fix" in result.output
+    flat = " ".join(result.output.split())     # long commands wrap at the terminal's width
+    assert "Next steps:" in flat and f"tuneup fix --snapshot {snap_file} --out-dir ./tuneup-fix" in flat
+    everything = runner.invoke(app, ["audit", "--snapshot", str(snap_file), "--all"]).output.splitlines()
+    statuses = [ln.split()[0] for ln in everything if ln.split() and ln.split()[0] in ("PASS", "FAIL", "SKIP")]
     assert statuses[0] == "FAIL" and statuses[-1] == "PASS"
-    assert "Summary:" in result.output and "why:" in result.output
+    assert max(i for i, s in enumerate(statuses) if s == "FAIL") < min(i for i, s in enumerate(statuses) if s == "PASS")
 
 
 def test_output_file_is_not_overwritten_without_force(snap_file, tmp_path, capsys):

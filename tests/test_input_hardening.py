@@ -485,5 +485,5 @@ def test_listener_with_a_pid_and_no_process_name(tmp_path, capsys, good_snap_dic
     """Found by the fuzz test: a listener entry with a pid but no "process" was a KeyError (exit 3)."""
     good_snap_dict["listeners"] = [{"local": "0.0.0.0:80", "port": 80, "backlog": 511, "queue": 0, "pid": 42}]
     snap = _write(tmp_path, "snap.json", json.dumps(good_snap_dict))
-    code, out, err = run(["audit", "--snapshot", snap], capsys)
+    code, out, err = run(["audit", "--snapshot", snap, "--all"], capsys)
     assert code == 1 and "listener 0.0.0.0:80 (? pid 42)" in out, err

@@ -19,16 +19,97 @@ from tuneup.errors import UsageError
 from tuneup.formats import OutputFormat
 from tuneup.formats.capacity import CapacityFormat
 from tuneup.output import write_output
+from typer.core import TyperGroup
+
+# Metavars shown in --help instead of Python type names (<str>, <list[Path]>, <bool>).
+_METAVARS = {"--set": "NAME=VALUE", "--output": "FILE", "--snapshot": "FILE|DIR|GLOB", "--rules-dir": "DIR",
+             "--root": "DIR", "--out-dir": "DIR", "--waivers": "FILE", "--config": "FILE", "--service": "UNIT",
+             "--process": "NAME", "--pid": "PID", "--profile": "NAME", "--target": "HOST:PORT",
+             "--connections": "N", "--top": "N", "--rate": "PER_S", "--timeout": "SECONDS", "--max-age": "DURATION"}
+
+
+def _conventional(params) -> None:
+    """Help that reads like a Unix tool: flags show no type, values a NAME, choices are listed in
+    the help text (where they wrap between words) instead of a <a|b|c> column that breaks mid-word."""
+    for p in params:
+        if getattr(p, "param_type_name", "") == "argument" and hasattr(p, "display_type_rich"):
+            p.display_type_rich = lambda ctx: None     # the metavar (A, ID) names it; no <path> column
+        if getattr(p, "param_type_name", "") != "option" or p.metavar is not None:
+            continue
+        long = next((o for o in p.opts if o.startswith("--")), p.opts[0])
+        desc = getattr(p, "type_descriptor", None)    # typer >= 0.24; older typer: click's p.type
+        choices = desc.choices if desc is not None else getattr(getattr(p, "type", None), "choices", None)
+        kind = getattr(desc, "annotation", None) if desc is not None else None
+        if desc is not None and getattr(desc, "is_list", False):
+            kind = (getattr(kind, "__args__", None) or (None,))[0]
+        kind_name = getattr(kind, "__name__", "") or getattr(getattr(p, "type", None), "name", "")
+        if p.is_flag or kind_name in ("bool", "boolean"):
+            p.metavar = ""
+        elif choices:
+            p.metavar = long.lstrip("-").upper()
+            listed = ", ".join(str(getattr(c, "value", c)) for c in choices)
+            if p.help and listed not in p.help:
+                p.help = f"{p.help.rstrip('.')}: {listed}."
+        else:
+            p.metavar = _METAVARS.get(long, "N" if kind_name in ("int", "integer") else
+                                     "SECONDS" if kind_name == "float" else long.lstrip("-").upper())
+
+
+def _conventional_help(cmd) -> None:
+    """A command's --help gets the same treatment (its -h/--help option exists only per context)."""
+    plain = cmd.format_help
+
+    def format_help(ctx, formatter) -> None:
+        _conventional(cmd.get_params(ctx))
+        plain(ctx, formatter)
+
+    cmd.format_help = format_help
+
+
+class Group(TyperGroup):
+    """The app and `rules`: conventional help for their own options and every subcommand's."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _conventional(self.params)
+        for cmd in self.commands.values():
+            _conventional(cmd.params)
+            if not isinstance(cmd, TyperGroup):
+                _conventional_help(cmd)
+
+    def format_help(self, ctx, formatter) -> None:
+        _conventional(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     name="tuneup",
-    help="Audit a Linux host for the limits that decide how many TCP connections it can hold.",
+    help="Audit a Linux host for the limits that decide how many TCP connections it can hold.\n\n"
+         "Start with `tuneup audit`; `tuneup COMMAND --help` shows each command's options and an example. "
+         "Shell completion: `tuneup --install-completion` (bash, zsh, fish, PowerShell).",
+    cls=Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-rules_app = typer.Typer(help="List and explain rules.", no_args_is_help=True)
+rules_app = typer.Typer(help="List and explain rules.", no_args_is_help=True, cls=Group)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tuneup import __version__
+
+        typer.echo(f"tuneup {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", "-V", help="Print the version and exit.",
+                                          callback=_version, is_eager=True)] = False,
+) -> None:
+    """Global options (the app's help text is given to typer.Typer above)."""
 app.add_typer(rules_app, name="rules")
 
 
@@ -111,7 +192,7 @@ def _book(rules_dir: Optional[list[Path]]):
 @app.command()
 def audit(
     profile: ProfileOpt = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format (default: from the -o file's extension, else table).", show_default=False)] = OutputFormat.TABLE,
     output: OutputOpt = None,
     force: ForceOpt = False,
     fail_on: Annotated[Optional[FailOn], typer.Option("--fail-on", help="Lowest severity that makes the exit code 1 (default: warning, or fail_on from tuneup.toml).", show_default=False)] = None,
@@ -130,14 +211,25 @@ def audit(
     ram: RamOpt = None,
     app_config: AppConfigOpt = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", help="Worker processes for a fleet of snapshots (default: one per idle core, from 200 snapshots).", min=1, max=64)] = None,
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Table: also list the passing and skipped rules (summarized by default).")] = False,
+    only_failures: Annotated[bool, typer.Option("--only-failures", help="Table: list only the failures (fail and error), not unknown or waived findings.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Table: print only the failures, one line each, and nothing when all is well; the exit code tells the rest.")] = False,
+    max_age: Annotated[Optional[str], typer.Option("--max-age", help="Fail (finding SNAPSHOT-AGE, severity warning) when a snapshot's facts are older than this: 30m, 12h, 7d, 2w.")] = None,
 ) -> None:
-    """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile."""
+    """Audit the live host, a snapshot, a fleet of snapshots, or a filesystem tree against a profile.
+
+    Exit code 0 when nothing fails at or above --fail-on, 1 when something does, 2 on bad input.
+    The table lists the problems (severity first) with how to fix each, then the next commands to run.
+
+    Example: tuneup audit -p web --set connections=200000 --pid $(pidof -s nginx)
+    """
     from tuneup import config as configmod
-    from tuneup import engine, run
+    from tuneup import engine, freshness, run
     from tuneup import waivers as waivermod
     from tuneup.formats import render
     from tuneup.model import Severity
 
+    fmt_given = _given("fmt")
     cfg = configmod.load(config)
     waived = list(cfg.waivers) + [w for path in waivers or [] for w in waivermod.load(path)]
     sets = parse_sets(set_)
@@ -146,6 +238,11 @@ def audit(
                     config_params=cfg.params, config_where=cfg.path)
     paths, is_fleet = run.expand_snapshots(snapshot or [])
     _check_sample(sample, live=not paths and root is None)
+    fmt = _infer_format(fmt, fmt_given, output)
+    age_limit = freshness.parse_duration(max_age) if max_age is not None else None
+    if (show_all or only_failures or quiet) and fmt != OutputFormat.TABLE:
+        raise UsageError("--all, --only-failures and --quiet shape the table; other formats carry every finding",
+                         "--all" if show_all else "--only-failures" if only_failures else "--quiet")
     if is_fleet:
         if root is not None or service:
             raise UsageError("a fleet of snapshots cannot be combined with --root or --service", "--snapshot")
@@ -157,28 +254,158 @@ def audit(
         from tuneup.formats import module
         from tuneup.output import open_output
 
+        used: set[int] = set()
+
+        def each(report):
+            """Per host, as it streams by: the snapshot-age check, and which waivers matched."""
+            report = freshness.check_age(report, age_limit) if age_limit is not None else report
+            used.update(_waivers_matching(waived, report))
+            return report
+
         sink = module(fmt).fleet_sink(color=_color(output), fail_on=threshold)
         try:
             with open_output(output, force) as out:
                 summary = run.audit_fleet_stream(plan, paths, sink, threshold, include_host, _progress(len(paths)),
-                                                 jobs)
+                                                 jobs, each=each)
                 sink.finish(summary, out)
         finally:
             sink.close()
+        _warn_unused_waivers(waived, used)
         if summary.gate:
             raise typer.Exit(EXIT_FINDINGS)
         return
     from tuneup.facts.servers import parse_app_configs
 
-    result = plan.audit(run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
-                                            root, service, sample, kernel=kernel, ram_bytes=ram_bytes,
-                                            app_configs=parse_app_configs(app_config)))
+    with _countdown(sample):
+        snap = run.obtain_snapshot(plan, paths[0] if paths else None, pid or (), process or (),
+                                   root, service, sample, kernel=kernel, ram_bytes=ram_bytes,
+                                   app_configs=parse_app_configs(app_config))
+    result = plan.audit(snap)
+    result = freshness.check_age(result, age_limit)
     reports = [result]
-    write_output(render(result, fmt, color=_color(output)), output, force)
     level = fail_on.value if fail_on is not None else (cfg.fail_on or FailOn.WARNING.value)
     threshold = None if level == FailOn.NEVER.value else Severity.parse(level)
+    _warn_unused_waivers(waived, _waivers_matching(waived, result))
+    # JUnit and SARIF: a failure below --fail-on is not a failure. `never` only keeps the exit code
+    # at 0 (pipelines upload the report and decide later), so the reports keep every failure then.
+    opts = dict(color=_color(output), fail_on=threshold)
+    if fmt == OutputFormat.TABLE and not is_fleet:
+        opts.update(show_all=show_all, failures_only=only_failures, quiet=quiet, config=cfg.path,
+                    defaults=dict(plan.book.profile(plan.profile.name, {}).params), pid_named=bool(pid or process),
+                    fix_command=_fix_command(profile or cfg.profile, set_, paths, root, service, config),
+                    width=None if output is None or str(output) == "-" else 100)
+    if fmt == OutputFormat.HTML and not is_fleet:
+        from tuneup import capacity as capmod
+
+        target_pid = (pid or [None])[0]
+        if snap.origin == "live":    # the capacity model's own facts (open fds, memory in use), read now
+            from tuneup.facts import usage
+
+            snap = usage.capacity_snapshot(target_pid)
+        opts.update(config=cfg.path, defaults=dict(plan.book.profile(plan.profile.name, {}).params),
+                    pid_named=bool(pid or process), capacity=capmod.model(snap, plan.profile.params, target_pid),
+                    fix_command=_fix_command(profile or cfg.profile, set_, paths, root, service, config))
+    write_output(render(result, fmt, **opts), output, force)
     if any(engine.failing(r, threshold, include_host) for r in reports):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+_EXTENSIONS = {".json": OutputFormat.JSON, ".md": OutputFormat.MARKDOWN, ".markdown": OutputFormat.MARKDOWN,
+               ".html": OutputFormat.HTML, ".htm": OutputFormat.HTML, ".xml": OutputFormat.JUNIT,
+               ".sarif": OutputFormat.SARIF, ".prom": OutputFormat.PROMETHEUS, ".txt": OutputFormat.TABLE}
+
+
+def _infer_format(fmt: OutputFormat, given: bool, output: Optional[Path]) -> OutputFormat:
+    """-o x.html without -f writes HTML; -f json -o x.html is refused (a file that lies about its
+    type breaks whatever opens it). Unknown extensions keep -f (default table)."""
+    if output is None or str(output) == "-":
+        return fmt
+    name = output.name.lower()
+    ext = ".sarif" if name.endswith((".sarif", ".sarif.json")) else output.suffix.lower()
+    implied = _EXTENSIONS.get(ext)
+    if implied is None:
+        return fmt
+    if not given:
+        return implied
+    if fmt != implied and not (ext == ".json" and fmt == OutputFormat.SARIF):
+        raise UsageError(f"--format {fmt.value} does not match the file name (it says {implied.value}); "
+                         "change one of them", str(output))
+    return fmt
+
+
+def _fix_command(profile: Optional[str], sets: Optional[list[str]], paths: list, root: Optional[Path],
+                 service: Optional[str], config: Optional[Path]) -> str:
+    """The `tuneup fix` command line that plans the fix for what this audit looked at."""
+    import shlex
+
+    parts = ["tuneup", "fix"]
+    if profile:
+        parts += ["-p", profile]
+    for item in sets or []:
+        parts += ["--set", item]
+    if paths:
+        parts += ["--snapshot", str(paths[0])]
+    if root is not None:
+        parts += ["--root", str(root)]
+    if service:
+        parts += ["--service", service]
+    if config is not None:
+        parts += ["--config", str(config)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _waivers_matching(waived, report) -> set[int]:
+    """Indexes of the waivers that match a problem finding of this report."""
+    host = str(report.host.get("hostname", ""))
+    problems = [f.rule for f in report.findings if f.status.value in ("fail", "error", "waived")]
+    return {i for i, w in enumerate(waived) if any(w.matches(rule, host) for rule in problems)}
+
+
+def _warn_unused_waivers(waived, used: set[int]) -> None:
+    """A waiver that waives nothing (its rule passes, or its hosts match no audited host) is stale
+    or a typo: say so on stderr, once per waiver."""
+    from tuneup.textsafe import printable
+
+    for i, w in enumerate(waived):
+        if i not in used:
+            hosts = f" on hosts {', '.join(w.hosts)}" if w.hosts else ""
+            sys.stderr.write(printable(f"tuneup: warning: {w.origin}: waiver for {w.rule}{hosts} matches no "
+                                       "failing finding (fixed, or a typo in its rule or hosts?)") + "\n")
+
+
+class _countdown:
+    """`--sample N` on a terminal: "sampling counters: 4 s left" on stderr, once a second, while
+    the collection (which waits N seconds between its two reads) runs; erased when it ends."""
+
+    def __init__(self, sample: Optional[float]) -> None:
+        import threading
+
+        self.sample = sample if sample and sys.stderr.isatty() else None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        import time
+
+        end = time.monotonic() + (self.sample or 0)
+        while not self.done.is_set():
+            left = max(0.0, end - time.monotonic())
+            sys.stderr.write(f"\rsampling counters: {left:.0f} s left\x1b[K" if left >= 0.5
+                             else "\rsampling counters: reading\x1b[K")
+            sys.stderr.flush()
+            self.done.wait(min(1.0, left - int(left)) if left >= 1 else 0.5)
+
+    def __enter__(self) -> "_countdown":
+        if self.sample:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.sample:
+            self.done.set()
+            self.thread.join()
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
 
 
 def _check_sample(sample: Optional[float], live: bool) -> None:
@@ -191,6 +418,21 @@ def _check_sample(sample: Optional[float], live: bool) -> None:
                          "--sample")
     if not 0 < sample <= MAX_SAMPLE_S:
         raise UsageError(f"must be more than 0 and at most {MAX_SAMPLE_S:g} seconds", "--sample")
+
+
+def _given(param: str) -> bool:
+    """Whether an option was given on the command line (not its default)."""
+    try:   # typer >= 0.24 vendors click as typer._click; older typer depends on click
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click.core import ParameterSource
+        from click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return True
+    return ctx.get_parameter_source(param) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
 
 
 def _color(output: Optional[Path]) -> bool:
@@ -227,13 +469,16 @@ def _progress_bar(label: str):
 def collect(
     output: OutputOpt = None,
     force: ForceOpt = False,
-    pid: PidOpt = None,
-    process: ProcessOpt = None,
+    pid: Annotated[Optional[list[int]], typer.Option("--pid", help="Also record this running process's limits (repeatable).")] = None,
+    process: Annotated[Optional[list[str]], typer.Option("--process", help="Also record the limits of running processes with this name (repeatable).")] = None,
     rules_dir: RulesDirOpt = None,
     sample: SampleOpt = None,
     app_config: AppConfigOpt = None,
 ) -> None:
-    """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere."""
+    """Write a snapshot of this host (JSON) that `audit --snapshot` can audit anywhere.
+
+    Example: tuneup collect --process nginx -o $(hostname).json
+    """
     from tuneup import snapshot as snapmod
     from tuneup.facts.collect import collect as do_collect
     from tuneup.facts.collect import resolve_targets
@@ -262,6 +507,8 @@ def diff(
     """Compare two snapshots (or a snapshot with the live host): differing facts and findings.
 
     Exit code 0 when nothing differs, 1 when something does (like diff(1)), 2 on bad input.
+
+    Example: tuneup diff before.json after.json
     """
     from tuneup import config as configmod
     from tuneup import diff as diffmod
@@ -285,13 +532,16 @@ def diff(
 
 @rules_app.command("list")
 def rules_list(
-    profile: ProfileOpt = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="List only the rules this profile audits (default: every rule).")] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.TABLE,
     rules_dir: RulesDirOpt = None,
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """List rules (of one profile, or all)."""
+    """List rules (of one profile, or all).
+
+    Example: tuneup rules list -p proxy
+    """
     from tuneup.formats import catalogue
 
     book = _book(rules_dir)
@@ -306,7 +556,10 @@ def rules_show(
     set_: SetOpt = None,
     rules_dir: RulesDirOpt = None,
 ) -> None:
-    """Everything about one rule, with its threshold evaluated for the profile's parameters."""
+    """Everything about one rule, with its threshold evaluated for the profile's parameters.
+
+    Example: tuneup rules show NET-SOMAXCONN --set connections=500000
+    """
     from tuneup.formats import catalogue
 
     book = _book(rules_dir)
@@ -322,7 +575,10 @@ def profiles(
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.TABLE,
     rules_dir: RulesDirOpt = None,
 ) -> None:
-    """List profiles with what they extend and their parameters."""
+    """List profiles with what they extend and their parameters.
+
+    Example: tuneup profiles -f json
+    """
     from tuneup.formats import catalogue
 
     write_output(catalogue.profiles_list(_book(rules_dir), fmt.value), None, False)
@@ -349,7 +605,10 @@ def sockets(
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Live TCP sockets: states, listeners with their real backlog and queue, ephemeral ports, counters."""
+    """Live TCP sockets: states, listeners with their real backlog and queue, ephemeral ports, counters.
+
+    Example: tuneup sockets --sample 5 --top 10
+    """
     from tuneup import sockets_cmd
 
     write_output(sockets_cmd.run(fmt.value, sample, top, method.value, owners), output, force)
@@ -366,16 +625,26 @@ def capacity(
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
     app_config: AppConfigOpt = None,
+    connections: Annotated[Optional[int], typer.Option("--connections", "-n", help="Target number of concurrent connections (default: the profile's `connections` parameter); exit code 1 when the binding limit allows fewer.", min=0)] = None,
 ) -> None:
-    """How many concurrent connections each limit allows, and which one binds first."""
+    """How many concurrent connections each limit allows, and which one binds first.
+
+    Exit code 1 when the binding limit allows fewer connections than the target (--connections,
+    else the profile's `connections` parameter), so it can gate a pipeline.
+
+    Example: tuneup capacity --process nginx --connections 200000
+    """
     from tuneup import capacity as capmod
     from tuneup.facts import usage
-    from tuneup.formats.capacity import render_capacity
+    from tuneup.formats.capacity import render_capacity, short_of_target
 
     if pid is not None and process is not None:
         raise UsageError("give --pid or --process, not both", "--process")
     book = _book(rules_dir)
-    prof = book.profile(profile or book.default_profile, parse_sets(set_))
+    sets = parse_sets(set_)
+    if connections is not None:
+        sets["connections"] = connections
+    prof = book.profile(profile or book.default_profile, sets)
     note = ""
     if process is not None:
         pid, note = usage.find_process(process)
@@ -387,6 +656,8 @@ def capacity(
         servers.add_facts(snap, app_configs)
     cap = capmod.model(snap, prof.params, pid, note)
     write_output(render_capacity(cap, fmt), output, force)
+    if short_of_target(cap):
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @app.command()
@@ -399,7 +670,12 @@ def probe(
     output: OutputOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Open real loopback connections until N or the first failure; compare with the prediction."""
+    """Open real loopback connections until N or the first failure; compare with the prediction.
+
+    Exit code 1 when fewer than N connections could be opened.
+
+    Example: tuneup probe -n 20000 --rate 2000
+    """
     from tuneup import probe as probemod
     from tuneup.formats.capacity import render_probe
 
@@ -426,7 +702,7 @@ def fix(
     service: ServiceOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write the config as a root overlay (etc/...) plus apply.sh under this directory.")] = None,
     apply_: Annotated[bool, typer.Option("--apply", help="As root: install the files and load the sysctls, verifying each; with --root, write the files under that tree and load nothing. `tuneup rollback` undoes it.")] = False,
-    root: RootOpt = None,
+    root: Annotated[Optional[Path], typer.Option("--root", help="Plan from the config files of this filesystem tree (an image, a config repository); with --apply, install the files under it and load nothing into the running kernel.")] = None,
     snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="Plan the fix from this snapshot instead of the live host.")] = None,
     force: ForceOpt = False,
     rules_dir: RulesDirOpt = None,
@@ -437,7 +713,10 @@ def fix(
 ) -> None:
     """Render (and optionally apply) the config that fixes the failing rules.
 
-    Without --out-dir or --apply the files are printed. Exit code 1 when a sysctl could not be verified after --apply.
+    Without --out-dir or --apply the files are printed. Failures that no config can fix are listed
+    at the end. Exit code 1 when a sysctl could not be verified after --apply.
+
+    Example: tuneup fix -p web --service nginx.service --out-dir ./tuneup-fix
     """
     from tuneup import config as configmod
     from tuneup import run
@@ -464,11 +743,13 @@ def fix(
     fixplan = plan_fixes(list(plan.book.rules.values()), plan.rules, snap, plan.profile.params, report, service)
     files = render_files(fixplan)
     # the servers' own settings: snippets to review, never part of what --apply installs
-    review = server_fixes.render(server_fixes.plan(report, snap, plan.profile.params),
-                                 str(snap.host.get("hostname", "?")), plan.profile.name)
+    changes = server_fixes.plan(report, snap, plan.profile.params)
+    review = server_fixes.render(changes, str(snap.host.get("hostname", "?")), plan.profile.name)
+    reviewed = {r for c in changes for r in c.rule.split(", ")}
     if out_dir is not None:
         write_tree({**files, **review}, out_dir, force)
-    write_output(summary(fixplan, files, str(out_dir) if out_dir else None) + server_fixes.summary(review), None, False)
+    write_output(_fit(summary(fixplan, files, str(out_dir) if out_dir else None) + server_fixes.summary(review)
+                      + _cannot_fix(report, fixplan, reviewed)), None, False)
     if out_dir is None and not apply_:
         from tuneup.textsafe import printable_block
 
@@ -485,16 +766,44 @@ def fix(
 
 @app.command()
 def rollback(
-    root: RootOpt = None,
+    root: Annotated[Optional[Path], typer.Option("--root", help="Undo a `fix --apply --root DIR`: restore the files it changed under this tree (default: /; nothing is loaded into the running kernel for a tree).")] = None,
     rules_dir: RulesDirOpt = None,
 ) -> None:
-    """Undo `tuneup fix --apply`: restore the files and sysctl values it replaced, remove what it created."""
+    """Undo `tuneup fix --apply`: restore the files and sysctl values it replaced, remove what it created.
+
+    Example: tuneup rollback
+    """
     from tuneup.fixes import apply as applymod
 
     result = applymod.rollback(root or Path("/"), rules_dirs=rules_dir or [])
     write_output(applymod.summary(result, "rolled back"), None, False)
     if not result.ok:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _cannot_fix(report, fixplan, reviewed: set[str] = frozenset()) -> str:
+    """The failures the rendered config does not fix (no config can: MEM-LOAD-FITS-RAM), named;
+    `reviewed`: rules a server snippet to review covers."""
+    from tuneup.model import Status
+
+    covered = {r for item in fixplan.items for r in item.rules} | {s.rule for s in fixplan.skipped} | set(reviewed)
+    left = [f for f in report.findings if f.status is Status.FAIL and f.rule not in covered]
+    if not left:
+        return ""
+    lines = [f"not fixed by this config ({len(left)}): " + ", ".join(sorted({f.rule for f in left}))]
+    for f in sorted(left, key=lambda f: (-f.severity, f.rule)):
+        lines.append(f"  {f.rule} ({f.severity}): {f.message}"
+                     + (f" -- {f.how}" if f.how else " -- no config can fix this; see `tuneup rules show "
+                                                      f"{f.rule}`"))
+    return "\n".join(lines) + "\n"
+
+
+def _fit(text: str) -> str:
+    """Lines of a text block wrapped to the terminal (continuations indented)."""
+    from tuneup.formats.termfit import fit_block, terminal_width
+    from tuneup.textsafe import printable_block
+
+    return fit_block(printable_block(text.rstrip("\n")), terminal_width()) + "\n"
 
 
 def write_tree(files: dict[str, str], out_dir: Path, force: bool) -> None:

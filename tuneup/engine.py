@@ -168,7 +168,8 @@ def _evaluate_one(rule: Rule, snapshot: Snapshot, names: dict[str, Any], facts: 
     key = facts.resolve(rule.fact)
     fact = facts.facts.get(key)
     base = dict(rule=rule.id, key=key, severity=rule.severity, title=rule.title, scope=rule.scope,
-                target=target, rationale=rule.rationale, refs=rule.refs, source=fact.source if fact else "")
+                target=target, rationale=rule.rationale, refs=rule.refs, source=fact.source if fact else "",
+                how=how_to_fix(rule))
 
     def finding(status: Status, message: str, actual: Value = None, expected: str = "",
                 expected_value: Value = None, host_only: bool = False, severity: Severity | None = None) -> Finding:
@@ -268,10 +269,26 @@ def _hint(rule: Rule, local: dict[str, Any], facts: _Facts, actual: Value, expec
     return " ".join(out)
 
 
+_HOW = {
+    "sysctl": "`tuneup fix` sets {key} in /etc/sysctl.d/ and `sysctl --system` loads it",
+    "modprobe": "`tuneup fix` sets {key} in /etc/modprobe.d/ (takes effect when the module loads)",
+    "systemd": "`tuneup fix --service UNIT` sets {key}= in the unit's drop-in; restart the service",
+    "limits": "`tuneup fix` sets {key} in /etc/security/limits.d/ (login sessions only)",
+}
+
+
+def how_to_fix(rule: Rule) -> str:
+    """One line saying how the finding is fixed; "" when no config tuneup writes can fix it."""
+    if rule.fix is None:
+        return ""
+    text = _HOW.get(rule.fix.kind, "`tuneup fix` writes {key}")
+    return text.format(key=rule.fix.key or rule.fact)
+
+
 def build_report(rules: Iterable[Rule], snapshot: Snapshot, profile: str, params: Mapping[str, Any]) -> Report:
     findings = evaluate(rules, snapshot, params)
     return Report(profile=profile, params=dict(params), host=dict(snapshot.host),
-                  findings=tuple(findings), origin=snapshot.origin)
+                  findings=tuple(findings), origin=snapshot.origin, collected_at=snapshot.collected_at)
 
 
 def failing(report: Report, threshold: Severity | None, include_host: bool = False) -> list[Finding]:

@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_OK)
     except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into an exit code
         if hasattr(exc, "exit_code") and hasattr(exc, "format_message"):   # click/typer usage error
-            _say(error_line("usage: ", exc.format_message()))
+            message = exc.format_message().strip()
+            if type(exc).__name__ == "NoArgsIsHelpError":   # bare `tuneup`: the help is the message
+                if message and "Usage:" not in message:
+                    print(message, file=sys.stderr)
+                sys.exit(EXIT_USAGE)
+            _say(error_line("usage: ", message))
             sys.exit(EXIT_USAGE if exc.exit_code else EXIT_OK)
         if type(exc).__name__ == "Abort":
             print("tuneup: aborted", file=sys.stderr)

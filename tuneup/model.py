@@ -152,6 +152,7 @@ class Finding:
     rationale: str = ""
     refs: tuple[str, ...] = ()
     waiver: str | None = None  # "reason (until 2025-06-30, waivers.toml:4)" when a waiver matched
+    how: str = ""             # one line: how to fix it ("" = tuneup cannot fix it by config)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Report:
     host: dict[str, Any]
     findings: tuple[Finding, ...]
     origin: str = "live"
+    collected_at: str = ""    # when the facts were collected (ISO 8601, from the snapshot)
 
     def summary(self) -> dict[str, int]:
         counts = {s.value: 0 for s in Status}

@@ -49,7 +49,20 @@ def _judge(rule: Rule | None, snapshot: Snapshot, params: Mapping[str, Any], key
     message = problem + (" (host-global: only the host can change it)" if host_only else "")
     return replace(f, key=key, message=message if f.status is Status.FAIL else f.message,
                    severity=severity if severity is not None else f.severity, scope=scope or rule.scope,
-                   source=source, target=target, host_only=host_only, actual=actual)
+                   source=source, target=target, host_only=host_only, actual=actual,
+                   how=f.how or HOW.get(rule.id, ""))
+
+
+# One line each: how the operator fixes a boot finding (the rules have no `fix`: the remedy is
+# editing or removing a file, which tuneup does not do on its own).
+HOW = {
+    "BOOT-REVERTS": "persist the value you want in one /etc/sysctl.d/ file (`tuneup fix` writes the profile's values there)",
+    "BOOT-CONFLICT": "set the key in one file only: remove it from the files that lose (the one sorting last wins)",
+    "BOOT-PAM-LIMITS": "set LimitNOFILE= in the service's unit (`tuneup fix --service UNIT` writes a drop-in)",
+    "BOOT-MODULE-KEY": "load the module at boot (/etc/modules-load.d/) so systemd-sysctl can set its key (`tuneup fix` writes both)",
+    "BOOT-LINE-REJECTED": "correct or remove the line: systemd-sysctl skips it at boot",
+    "BOOT-SYSCTL-CONF-UNREAD": "link /etc/sysctl.conf as /etc/sysctl.d/99-sysctl.conf, or move its lines into /etc/sysctl.d/",
+}
 
 
 def findings(rules: Iterable[Rule], snapshot: Snapshot, params: Mapping[str, Any],

@@ -132,7 +132,7 @@ def _audit_path(path: str):
 # what is the same for every host (title, scope, rationale, refs) comes from the parent's rules.
 _PER_HOST = ("rule", "key", "status", "severity", "actual", "expected", "message", "host_only", "source",
              "target", "expected_value", "waiver")
-_PER_RULE = ("title", "scope", "rationale", "refs")
+_PER_RULE = ("title", "scope", "rationale", "refs", "how")
 
 
 def _pack(report: Report) -> tuple:
@@ -141,16 +141,17 @@ def _pack(report: Report) -> tuple:
     for f in report.findings:
         row = tuple(getattr(f, k) for k in _PER_HOST)
         r = rules.get(f.rule)
-        if r is None or (r.title, r.scope, r.rationale, r.refs) != tuple(getattr(f, k) for k in _PER_RULE):
+        if r is None or (r.title, r.scope, r.rationale, r.refs, engine.how_to_fix(r)) != \
+                tuple(getattr(f, k) for k in _PER_RULE):
             row += tuple(getattr(f, k) for k in _PER_RULE)
         out.append(row)
-    return report.profile, report.params, report.host, report.origin, out
+    return report.profile, report.params, report.host, report.origin, out, report.collected_at
 
 
 def _unpack(p: Plan, packed: tuple) -> Report:
     from tuneup.model import Finding
 
-    profile, params, host, origin, rows = packed
+    profile, params, host, origin, rows, collected_at = packed
     rules = _WORKER_RULES
     findings = []
     n = len(_PER_HOST)
@@ -160,9 +161,10 @@ def _unpack(p: Plan, packed: tuple) -> Report:
             d.update(zip(_PER_RULE, row[n:]))
         else:
             r = rules[d["rule"]]
-            d.update(title=r.title, scope=r.scope, rationale=r.rationale, refs=r.refs)
+            d.update(title=r.title, scope=r.scope, rationale=r.rationale, refs=r.refs, how=engine.how_to_fix(r))
         findings.append(Finding(**d))
-    return Report(profile=profile, params=params, host=host, findings=tuple(findings), origin=origin)
+    return Report(profile=profile, params=params, host=host, findings=tuple(findings), origin=origin,
+                  collected_at=collected_at)
 
 
 _WORKER_RULES: dict = {}
@@ -216,7 +218,8 @@ def _results(p: Plan, paths: Sequence[Path], jobs: int):
 
 
 def audit_fleet_stream(p: Plan, paths: Sequence[Path], sink, threshold=None, include_host: bool = False,
-                       progress: Callable[[int, int], None] | None = None, jobs: int | None = None):
+                       progress: Callable[[int, int], None] | None = None, jobs: int | None = None,
+                       each: Callable[[Report], Report] | None = None):
     """Audit snapshot files one at a time into ``sink`` (tuneup.formats.fleetsink.Sink); returns
     the FleetSummary (rows carry ``gate``: the host fails the run at ``threshold``)."""
     from tuneup.formats.fleetsink import prepared
@@ -226,6 +229,8 @@ def audit_fleet_stream(p: Plan, paths: Sequence[Path], sink, threshold=None, inc
     summary = FleetSummary(p.profile.name, dict(p.profile.params))
     n = len(paths)
     for i, (report, collected_at) in enumerate(_results(p, paths, default_jobs(n) if jobs is None else jobs)):
+        if each is not None:     # the caller's per-host step (snapshot age, waiver use), in this process
+            report = each(report)
         gate = bool(engine.failing(report, threshold, include_host))
         report = prepared(sink, report)
         if sink.escape and isinstance(collected_at, str):

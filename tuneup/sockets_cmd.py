@@ -45,7 +45,9 @@ def run(fmt: str = "table", sample: float | None = None, top: int = 20, method: 
         import json
 
         return json.dumps(render.to_json_dict(c, cnt, smp), indent=2) + "\n"
-    return render.to_table(c, cnt, smp)
+    from tuneup.formats.termfit import fit_block, terminal_width
+
+    return fit_block(render.to_table(c, cnt, smp), terminal_width())
 
 
 class _Parser:

@@ -5,7 +5,7 @@ A waiver file (TOML) holds any number of entries:
     [[waiver]]
     rule = "NET-SOMAXCONN"           # rule id (a glob such as "CT-*" works too)
     reason = "redis sets its own backlog; tracked in OPS-123"
-    expires = 2025-06-30             # TOML date (or "2025-06-30"); valid through that day
+    expires = 2099-12-31             # TOML date (or "2099-12-31"); valid through that day
     hosts = "db-*"                   # optional hostname glob, or a list of globs
 
 `apply` is pure: Report -> Report. A failing (or erroring) finding that a live waiver matches gets

@@ -35,7 +35,7 @@ def test_under_prlimit_nofile_binds_and_the_probe_stops_with_emfile_near_the_pre
     ns = capns_prlimit
     lim = ("prlimit", "--nofile=3000:3000")
     rc, cap, err = ns.tuneup_json("capacity", prefix=lim)
-    assert rc == 0, err
+    assert rc == 1, err          # 3,000 open files are short of the web profile's 100,000 connections
     assert cap["binding"]["name"] == "nofile"
     assert 2900 <= cap["binding"]["ceiling"] < 3000
 
@@ -158,7 +158,7 @@ def test_capacity_reads_ports_in_use_from_the_census(capns):
     holder = ns.spawn(sys.executable, "-c", HOLD, "30")
     assert holder.stdout.readline().strip() == "ready"
     rc, cap, err = ns.tuneup_json("capacity")
-    assert rc == 0, err
+    assert rc in (0, 1), err     # 1: the binding inbound limit is short of the profile's target
     (ports,) = cap["outbound"]["limits"]
     assert "30 in use toward the busiest destination 127.0.0.1:7000" in ports["detail"]
     assert ports["ceiling"] == 1000 - 30

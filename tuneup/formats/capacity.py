@@ -6,7 +6,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from tuneup.compat import StrEnum, assert_never
-from tuneup.textsafe import block_safe
+from tuneup.formats.termfit import group, table, terminal_width, wrap
+from tuneup.textsafe import block_safe, printable
 
 if TYPE_CHECKING:   # annotations only: the CLI imports CapacityFormat for every command
     from tuneup.capacity import Capacity, Limit
@@ -22,9 +23,10 @@ PROBE_SCHEMA = "tuneup.probe/1"
 
 
 def _n(v: int | None) -> str:
+    """One number style on the terminal: thousands separators (JSON keeps plain integers)."""
     if v is None:
         return "-"
-    return f"{v:,}".replace(",", "_")
+    return f"{v:,}"
 
 
 def _limit_json(lim: Limit) -> dict[str, Any]:
@@ -52,49 +54,62 @@ def capacity_dict(cap: Capacity) -> dict[str, Any]:
     }
 
 
+def _mark(i: int, lim: Limit, goal: int | None) -> str:
+    """"binds first" for the lowest ceiling; against the target: "19,995 below target" or "ok"."""
+    parts = ["binds first"] if i == 0 else []
+    if goal:
+        parts.append(f"{_n(goal - lim.ceiling)} short of target" if lim.ceiling < goal else "meets target")
+    return "; ".join(parts)
+
+
 def _rows(limits: tuple[Limit, ...], goal: int | None) -> list[list[str]]:
-    rows = []
-    for i, lim in enumerate(limits):
-        mark = "BINDING" if i == 0 else ""
-        if goal:
-            mark = (mark + " " if mark else "") + ("short" if lim.ceiling < goal else "ok")
-        rows.append([lim.name, _n(lim.ceiling), mark, lim.detail])
-    return rows
+    return [[lim.name, _n(lim.ceiling), _mark(i, lim, goal), group(printable(lim.detail))]
+            for i, lim in enumerate(limits)]
+
+
+def short_of_target(cap: Capacity) -> bool:
+    """Whether the binding inbound ceiling is below the target (the `connections` parameter)."""
+    goal = int(cap.params.get("connections", 0) or 0)
+    return bool(goal) and cap.binding is not None and cap.binding.ceiling < goal
 
 
 @block_safe
-def capacity_table(cap: Capacity) -> str:
-    from tabulate import tabulate
-
+def capacity_table(cap: Capacity, width: int | None = None) -> str:
+    width = width or terminal_width()
     goal = int(cap.params.get("connections", 0) or 0) or None
     host = cap.host
-    out = [f"tuneup capacity of {host.get('hostname', '?')} (kernel {host.get('kernel', '?')}, netns "
-           f"{host.get('netns', '?')}) for {cap.target}"
-           + (f"; target {_n(goal)} connections" if goal else ""), ""]
+    out = wrap(f"tuneup capacity of {printable(host.get('hostname', '?'))} (kernel {printable(host.get('kernel', '?'))}, "
+               f"netns {printable(host.get('netns', '?'))}) for {printable(cap.target)}"
+               + (f"; target {_n(goal)} connections" if goal else ""), width, "", "  ") + [""]
     out.append("Inbound: concurrent connections each limit allows")
-    out.append(tabulate(_rows(cap.limits, goal), headers=["limit", "ceiling", "", "how"], tablefmt="simple",
-                        disable_numparse=True, maxcolwidths=[None, None, None, 90]))
+    out += table(["LIMIT", "CEILING", "VS TARGET", "HOW IT IS COUNTED"], _rows(cap.limits, goal), width, flex=(3, 2))
     if cap.outbound:
-        out += ["", "Outbound: concurrent connections per destination (address, port) and source address"]
-        out.append(tabulate(_rows(cap.outbound, None), headers=["limit", "ceiling", "", "how"], tablefmt="simple",
-                            disable_numparse=True, maxcolwidths=[None, None, None, 90]))
+        out += [""] + wrap("Outbound: concurrent connections per destination (address, port) and source address",
+                           width)
+        out += table(["LIMIT", "CEILING", "", "HOW IT IS COUNTED"], _rows(cap.outbound, None), width, flex=(3, 2))
     for s in cap.skipped:
-        out.append(f"skipped {s.name}: {s.reason}")
+        out += wrap(f"skipped {s.name}: {printable(s.reason)}", width, "", "  ")
     b = cap.binding
     if b is not None:
-        out += ["", f"Binding: {b.name} at {_n(b.ceiling)} connections. To raise it: {b.hint}."]
+        verdict = ""
+        if goal:
+            verdict = (f" That is {_n(goal - b.ceiling)} short of the target of {_n(goal)}." if b.ceiling < goal
+                       else f" The target of {_n(goal)} fits.")
+        out += [""] + wrap(f"Binds first: {b.name} at {_n(b.ceiling)} connections.{verdict} "
+                           f"To raise it: {group(printable(b.hint))}.", width, "", "  ")
         nxt = next((x for x in cap.limits[1:]), None)
         if nxt is not None:
-            out.append(f"Next: {nxt.name} at {_n(nxt.ceiling)}.")
+            out += wrap(f"Next: {nxt.name} at {_n(nxt.ceiling)}.", width, "", "  ")
     ob = cap.outbound_binding
     if ob is not None:
-        out.append(f"Outbound per destination: {_n(ob.ceiling)} ({ob.name}). To raise it: {ob.hint}.")
+        out += wrap(f"Outbound per destination: {_n(ob.ceiling)} ({ob.name}). To raise it: "
+                    f"{printable(ob.hint)}.", width, "", "  ")
     return "\n".join(out) + "\n"
 
 
-def render_capacity(cap: Capacity, fmt: CapacityFormat) -> str:
+def render_capacity(cap: Capacity, fmt: CapacityFormat, width: int | None = None) -> str:
     if fmt == CapacityFormat.TABLE:
-        return capacity_table(cap)
+        return capacity_table(cap, width)
     elif fmt == CapacityFormat.JSON:
         return json.dumps(capacity_dict(cap), indent=2) + "\n"
     else:
@@ -125,34 +140,33 @@ def probe_dict(res) -> dict[str, Any]:
 
 
 @block_safe
-def probe_table(res) -> str:
-    from tabulate import tabulate
-
+def probe_table(res, width: int | None = None) -> str:
+    width = width or terminal_width()
     who = "the probe's own listener" if res.mode == "self" else "the target"
-    out = [f"tuneup probe toward {res.destination} ({who}): {_n(res.achieved)} of {_n(res.requested)} "
-           f"connections in {res.seconds:g} s"]
+    out = wrap(f"tuneup probe toward {printable(res.destination)} ({who}): {_n(res.achieved)} of "
+               f"{_n(res.requested)} connections in {res.seconds:g} s", width, "", "  ")
     if res.stopped_by:
-        out.append(f"stopped by {res.stopped_by} ({res.side}): {res.message}")
+        out += wrap(f"stopped by {res.stopped_by} ({res.side}): {group(printable(res.message))}", width, "", "  ")
     else:
         out.append("not stopped: every requested connection was established")
     if res.queued:
-        out.append(f"{_n(res.queued)} more were completed by the kernel but wait in the target's accept queue "
-                   "(not accepted by the server; not counted as achieved)")
+        out += wrap(f"{_n(res.queued)} more were completed by the kernel but wait in the target's accept queue "
+                    "(not accepted by the server; not counted as achieved)", width, "", "  ")
     b = res.prediction.binding
     if b is not None:
-        out.append(f"predicted ceiling: {_n(b.ceiling)} ({b.name})"
-                   + (f"; achieved/predicted = {res.achieved / b.ceiling:.3f}" if b.ceiling else ""))
-    out += ["", tabulate([[x.name, _n(x.ceiling), x.detail] for x in res.prediction.limits],
-                         headers=["limit", "ceiling", "how"], tablefmt="simple", disable_numparse=True,
-                         maxcolwidths=[None, None, 90])]
+        out += wrap(f"predicted ceiling: {_n(b.ceiling)} ({b.name})"
+                    + (f"; achieved/predicted = {res.achieved / b.ceiling:.3f}" if b.ceiling else ""), width, "", "  ")
+    out += [""] + table(["LIMIT", "CEILING", "HOW IT IS COUNTED"],
+                        [[x.name, _n(x.ceiling), group(printable(x.detail))] for x in res.prediction.limits],
+                        width, flex=(2,))
     for s in res.prediction.skipped:
-        out.append(f"skipped {s.name}: {s.reason}")
+        out += wrap(f"skipped {s.name}: {printable(s.reason)}", width, "", "  ")
     return "\n".join(out) + "\n"
 
 
-def render_probe(res, fmt: CapacityFormat) -> str:
+def render_probe(res, fmt: CapacityFormat, width: int | None = None) -> str:
     if fmt == CapacityFormat.TABLE:
-        return probe_table(res)
+        return probe_table(res, width)
     elif fmt == CapacityFormat.JSON:
         return json.dumps(probe_dict(res), indent=2) + "\n"
     else:

@@ -51,25 +51,21 @@ def _md(text: str) -> str:
 
 
 @block_safe
-def rules_list(book: Rulebook, rules: list[Rule], fmt: str) -> str:
+def rules_list(book: Rulebook, rules: list[Rule], fmt: str, width: int | None = None) -> str:
     if fmt == "json":
         index = profiles_index(book)
         return json.dumps([rule_dict(book, r, index) for r in rules], indent=2) + "\n"
     if fmt == "markdown":
         return _markdown(book, rules)
+    from tuneup.formats.termfit import table, terminal_width
+
+    width = width or terminal_width()
     rows = [[r.id, str(r.severity), r.fact, r.scope.value, r.title] for r in rules]
-    return _simple_table(rows, ["ID", "SEVERITY", "KEY", "SCOPE", "TITLE"]) + "\n"
-
-
-def _simple_table(rows: list[list[str]], headers: list[str]) -> str:
-    """tabulate's "simple" layout for text columns, in linear time: tabulate inspects every cell
-    for numbers and ANSI codes and takes about 15 s for 100,000 rules."""
-    widths = [max([len(h) + 2, *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+    headers = ["ID", "SEVERITY", "KEY", "SCOPE", "TITLE"]
+    if width < 110:    # the key is in `rules show ID`; the title says what the rule is about
+        rows = [[r[0], r[1], r[4]] for r in rows]
+        headers = ["ID", "SEVERITY", "TITLE"]
+    return "\n".join(table(headers, rows, width, flex=(len(headers) - 1, 2))) + "\n"
 
 
 # Reading order of the rule reference: from the process outwards to the host and the network path.
@@ -138,7 +134,19 @@ def _markdown(book: Rulebook, rules: list[Rule]) -> str:
 
 
 @block_safe
-def rule_show(book: Rulebook, rule: Rule, profile: Profile) -> str:
+def rule_show(book: Rulebook, rule: Rule, profile: Profile, width: int | None = None) -> str:
+    from tuneup.formats.termfit import terminal_width, wrap
+
+    width = width or terminal_width()
+    out = []
+    for line in _rule_show(book, rule, profile).splitlines():
+        lead = line[: len(line) - len(line.lstrip())]
+        more = " " * (13 if lead == "  " else len(lead) + 2)
+        out += wrap(line.strip(), width, lead, more)
+    return "\n".join(out) + "\n"
+
+
+def _rule_show(book: Rulebook, rule: Rule, profile: Profile) -> str:
     host = host_names(_host_guess())
     names = {**host, **profile.params}
 
@@ -210,8 +218,21 @@ def _host_guess() -> dict[str, Any]:
     return host
 
 
+def _set_by(book: Rulebook, name: str) -> set[str]:
+    """Parameters a profile or one it extends sets itself."""
+    out: set[str] = set()
+    cur: str | None = name
+    while cur is not None and cur in book.profile_defs:
+        out |= set(book.profile_defs[cur].get("params") or {})
+        cur = book.profile_defs[cur].get("extends")
+    return out
+
+
 @block_safe
-def profiles_list(book: Rulebook, fmt: str) -> str:
+def profiles_list(book: Rulebook, fmt: str, width: int | None = None) -> str:
+    from tuneup.formats.termfit import group, terminal_width, wrap
+
+    width = width or terminal_width()
     items = []
     for name in book.profile_defs:
         prof = book.profile(name)
@@ -223,13 +244,20 @@ def profiles_list(book: Rulebook, fmt: str) -> str:
                                                                    **({"derive": p.derive} if p.derive else {})}
                                                          for p in book.params.values()}}, indent=2) + "\n"
     lines = []
+    defaults = {p.name: p.default for p in book.params.values()}
     for it in items:
         star = " (default)" if it["default"] else ""
         ext = f" extends {it['extends']}" if it["extends"] else ""
-        lines.append(f"{it['name']}{star}{ext}: {it['description']} [{it['rules']} rules]")
-        lines.append("    " + ", ".join(f"{k}={v}" for k, v in it["params"].items()))
+        lines += wrap(f"{it['name']}{star}{ext}: {it['description']} [{it['rules']} rules]", width, "", "    ")
+        derived = {k for k, prm in book.params.items() if prm.derive and k not in _set_by(book, it["name"])}
+        own = [f"{k}={group(str(v))}" for k, v in it["params"].items() if defaults.get(k) != v and k not in derived]
+        lines += wrap("sets: " + (", ".join(own) if own else "the parameters' defaults"), width, "    ", "      ")
+        if derived:
+            lines += wrap("derives: " + ", ".join(f"{k}={group(str(it['params'][k]))}" for k in book.params
+                                                  if k in derived and k in it["params"]), width, "    ", "      ")
     lines.append("")
-    lines.append("Parameters (override with --set NAME=VALUE):")
+    lines += wrap("Parameters (override with --set NAME=VALUE; `-f json` lists every profile's values):", width)
     for p in book.params.values():
-        lines.append(f"  {p.name}: {p.description}" + (f" [= {p.derive} unless set]" if p.derive else ""))
+        value = f"[= {p.derive} unless set]" if p.derive else f"= {group(str(p.default))}"
+        lines += wrap(f"{p.name} {value}: {p.description}", width, "  ", "    ")
     return "\n".join(lines) + "\n"

@@ -63,21 +63,25 @@ def as_dict(d: Diff) -> dict[str, Any]:
 
 
 @block_safe
-def _table(d: Diff) -> str:
-    from tabulate import tabulate
+def _table(d: Diff, width: int | None = None) -> str:
+    from tuneup.formats.termfit import table, terminal_width, wrap
+    from tuneup.textsafe import printable
 
-    lines = [f"tuneup diff: A = {d.a_name}, B = {d.b_name} (profile {d.profile})", ""]
+    width = width or terminal_width()
+    lines = wrap(printable(f"tuneup diff: A = {d.a_name}, B = {d.b_name} (profile {d.profile})"), width, "", "  ")
+    lines.append("")
     if d.host:
-        lines += ["Host:", tabulate([[k, render(a), render(b)] for k, a, b in d.host],
-                                    headers=["FIELD", "A", "B"], tablefmt="simple"), ""]
+        lines += ["Host:", *table(["FIELD", "A", "B"], [[k, printable(render(a)), printable(render(b))]
+                                                       for k, a, b in d.host], width, flex=(2, 1)), ""]
     if d.facts:
         lines += [f"Facts that differ ({len(d.facts)}):",
-                  tabulate([[c.key, _fact(c, "a"), _fact(c, "b")] for c in d.facts],
-                           headers=["KEY", "A", "B"], tablefmt="simple"), ""]
+                  *table(["KEY", "A", "B"], [[printable(c.key), printable(_fact(c, "a")), printable(_fact(c, "b"))]
+                                             for c in d.facts], width, flex=(2, 1)), ""]
     if d.findings:
         lines += [f"Findings that differ ({len(d.findings)}):",
-                  tabulate([[c.rule, c.key, _finding(c.a), _finding(c.b)] for c in d.findings],
-                           headers=["RULE", "KEY", "A", "B"], tablefmt="simple"), ""]
+                  *table(["RULE", "KEY", "A", "B"], [[c.rule, printable(c.key), printable(_finding(c.a)),
+                                                      printable(_finding(c.b))] for c in d.findings],
+                         width, flex=(3, 2, 1)), ""]
     if d.empty:
         lines.append("No differences in facts or findings.")
     else:

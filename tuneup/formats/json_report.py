@@ -43,6 +43,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "tuneup": __version__,
         "host": {k: report.host.get(k) for k in HOST_FIELDS if k in report.host},
         "origin": report.origin,
+        "collected_at": report.collected_at or None,
         "profile": report.profile,
         "params": report.params,
         "findings": [finding_dict(f) for f in report.findings],

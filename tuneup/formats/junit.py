@@ -2,6 +2,8 @@
 
 fail -> <failure>, error -> <error>, skip/unknown/waived -> <skipped> with the reason; the
 message attribute carries the finding's message, the body the rationale and references.
+A fail or error below --fail-on does not fail the build: it is a <skipped> test case whose
+message says so ("below --fail-on critical: ..."), so it stays visible.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from tuneup.engine import render
 from tuneup.formats.fleetsink import Sink
 from tuneup.formats.fleetsink import render as render_fleet
-from tuneup.model import Fleet, Report, Status
+from tuneup.model import Fleet, Report, Severity, Status
 
 # XML 1.0 cannot carry most control characters, even escaped: drop them.
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -22,7 +24,17 @@ def _t(value: Any) -> str:
     return _XML_BAD.sub("\ufffd", str(value))
 
 
-def _suite(parent, report: Report, label: str, ET) -> dict[str, int]:
+def counts_as_failure(severity: Severity, fail_on: Severity | str | None) -> bool:
+    """Whether a fail/error of this severity fails the run: fail_on is a Severity, "never", or
+    None (no threshold given: every failure counts)."""
+    if fail_on is None:
+        return True
+    if fail_on == "never":
+        return False
+    return severity >= fail_on
+
+
+def _suite(parent, report: Report, label: str, ET, fail_on: Severity | str | None = None) -> dict[str, int]:
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     host = _t(label)
     suite = ET.SubElement(parent, "testsuite", name=_t(f"tuneup {report.profile} on {label}"), hostname=host,
@@ -33,6 +45,9 @@ def _suite(parent, report: Report, label: str, ET) -> dict[str, int]:
             ET.SubElement(props, "property", name=k, value=_t(report.host[k]))
     ET.SubElement(props, "property", name="profile", value=_t(report.profile))
     ET.SubElement(props, "property", name="origin", value=_t(report.origin))
+    if report.collected_at:
+        ET.SubElement(props, "property", name="collected_at", value=_t(report.collected_at))
+        suite.set("timestamp", _t(report.collected_at))
     classname = "tuneup." + re.sub(r"[^A-Za-z0-9_-]+", "_", label)
     for f in report.findings:
         counts["tests"] += 1
@@ -46,7 +61,12 @@ def _suite(parent, report: Report, label: str, ET) -> dict[str, int]:
             f"why: {f.rationale}" if f.rationale else "",
             *(f"ref: {r}" for r in f.refs),
         ) if x)
-        if f.status is Status.FAIL:
+        if f.status in (Status.FAIL, Status.ERROR) and not counts_as_failure(f.severity, fail_on):
+            counts["skipped"] += 1
+            below = "never" if fail_on == "never" else str(fail_on)
+            el = ET.SubElement(case, "skipped", message=_t(f"{f.status.value} below --fail-on {below}: {f.message}"))
+            el.text = _t(detail)
+        elif f.status is Status.FAIL:
             counts["failures"] += 1
             el = ET.SubElement(case, "failure", message=_t(f.message), type=str(f.severity))
             el.text = _t(detail)
@@ -65,13 +85,13 @@ def _suite(parent, report: Report, label: str, ET) -> dict[str, int]:
     return counts
 
 
-def _document(reports: list[tuple[str, Report]]) -> str:
+def _document(reports: list[tuple[str, Report]], fail_on: Severity | str | None = None) -> str:
     import xml.etree.ElementTree as ET
 
     root = ET.Element("testsuites", name="tuneup")
     total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for label, report in reports:
-        for k, v in _suite(root, report, label, ET).items():
+        for k, v in _suite(root, report, label, ET, fail_on).items():
             total[k] += v
     for k, v in total.items():
         root.set(k, str(v))
@@ -80,8 +100,8 @@ def _document(reports: list[tuple[str, Report]]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def format_report(report: Report, **_: Any) -> str:
-    return _document([(str(report.host.get("hostname", "?")), report)])
+def format_report(report: Report, *, fail_on: Severity | str | None = None, **_: Any) -> str:
+    return _document([(str(report.host.get("hostname", "?")), report)], fail_on)
 
 
 _UNSET = object()

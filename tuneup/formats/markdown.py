@@ -46,7 +46,8 @@ def _problems(findings: list[Finding]) -> list[str]:
 def _host_line(report: Report) -> str:
     h = report.host
     return (f"**{esc(h.get('hostname', '?'))}** — kernel {code(h.get('kernel', '?'))}, "
-            f"{esc(h.get('distro', '?'))}, netns {esc(h.get('netns', '?'))}; profile **{esc(report.profile)}**")
+            f"{esc(h.get('distro', '?'))}, netns {esc(h.get('netns', '?'))}; profile **{esc(report.profile)}**; "
+            f"facts collected {esc(report.collected_at or 'at an unknown time')}")
 
 
 def _summary(counts: dict[str, int]) -> str:

@@ -6,6 +6,7 @@
     tuneup_rule_expected_value{rule,key}           the threshold it was compared with, when a number
     tuneup_findings{status}                        findings per status
     tuneup_audit_info{profile,version}             1
+    tuneup_snapshot_collected_timestamp_seconds    when the facts were collected (Unix time)
 
 Process rules add a ``target`` label ("pid 812 (nginx)"). A fleet adds a ``host`` label to every series. Write it with ``-o DIR/tuneup.prom --force``: the
 CLI writes a temp file and renames it, so the collector never reads half a file.
@@ -19,6 +20,7 @@ from typing import Any
 from tuneup import __version__
 from tuneup.formats.fleetsink import Sink
 from tuneup.formats.fleetsink import render as render_fleet
+from tuneup.freshness import parse_time
 from tuneup.model import RLIM_INFINITY, Fleet, Report, Status
 from tuneup.textsafe import printable
 
@@ -30,6 +32,7 @@ _HELP = {
     "tuneup_rule_expected_value": "Threshold the observed value is compared with (numeric thresholds only).",
     "tuneup_findings": "Findings of the last tuneup audit by status.",
     "tuneup_audit_info": "Profile and version of the last tuneup audit.",
+    "tuneup_snapshot_collected_timestamp_seconds": "When the audited facts were collected (Unix time).",
 }
 
 
@@ -82,6 +85,11 @@ def _series(reports: list[tuple[dict[str, str], Report]]) -> dict[str, list[str]
             out["tuneup_findings"].append(f"tuneup_findings{_labels({**extra, 'status': status})} {n}")
         out["tuneup_audit_info"].append(
             f"tuneup_audit_info{_labels({**extra, 'profile': r.profile, 'version': __version__})} 1")
+        when = parse_time(r.collected_at)
+        if when is not None:
+            out["tuneup_snapshot_collected_timestamp_seconds"].append(
+                f"tuneup_snapshot_collected_timestamp_seconds{_labels(extra) if extra else ''} "
+                f"{int(when.timestamp())}")
     return out
 
 

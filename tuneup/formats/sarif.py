@@ -108,13 +108,15 @@ def _rule(f: Finding) -> dict[str, Any]:
     return out
 
 
-def _result(f: Finding, report: Report, index: int, host: str) -> dict[str, Any]:
+def _result(f: Finding, report: Report, index: int, host: str, fail_on: Severity | str | None = None) -> dict[str, Any]:
+    from tuneup.formats.junit import counts_as_failure
+
     text = f.message if host == "" else f"{host}: {f.message}"
     res: dict[str, Any] = {
         "ruleId": f.rule,
         "ruleIndex": index,
         "kind": "fail",
-        "level": _LEVEL[f.severity],
+        "level": _LEVEL[f.severity] if counts_as_failure(f.severity, fail_on) else "note",
         "message": {"text": text},
         "locations": [location(f, report)],
         "partialFingerprints": {
@@ -125,6 +127,7 @@ def _result(f: Finding, report: Report, index: int, host: str) -> dict[str, Any]
             "status": f.status.value, "key": f.key, "hostname": report.host.get("hostname"),
             "actual": render(f.actual) if f.actual is not None else None, "expected": f.expected,
             "source": f.source, **({"target": f.target} if f.target else {}),
+            **({"collected_at": report.collected_at} if report.collected_at else {}),
         },
     }
     if f.status is Status.WAIVED:
@@ -132,7 +135,7 @@ def _result(f: Finding, report: Report, index: int, host: str) -> dict[str, Any]
     return res
 
 
-def _document(reports: list[tuple[str, Report]]) -> str:
+def _document(reports: list[tuple[str, Report]], fail_on: Severity | str | None = None) -> str:
     rules: dict[str, dict[str, Any]] = {}
     index: dict[str, int] = {}
     for _label, r in reports:
@@ -147,7 +150,7 @@ def _document(reports: list[tuple[str, Report]]) -> str:
         for f in r.findings:
             counts[f.status.value] += 1
             if f.status in REPORTED:
-                results.append(_result(f, r, index[f.rule], label if many else ""))
+                results.append(_result(f, r, index[f.rule], label if many else "", fail_on))
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "tuneup", "version": __version__, "semanticVersion": __version__,
                             "rules": list(rules.values())}},
@@ -155,7 +158,9 @@ def _document(reports: list[tuple[str, Report]]) -> str:
         "columnKind": "unicodeCodePoints",
         "results": results,
         "properties": {"profile": reports[0][1].profile if reports else None, "summary": counts,
-                       "hosts": [label for label, _ in reports]},
+                       "hosts": [label for label, _ in reports],
+                       "collected_at": [r.collected_at or None for _l, r in reports],
+                       "fail_on": "never" if fail_on == "never" else str(fail_on) if fail_on is not None else "info"},
     }
     roots = {_root_of(r) for _l, r in reports} - {None}
     if len(roots) == 1 and next(iter(roots)).startswith("/"):
@@ -164,8 +169,9 @@ def _document(reports: list[tuple[str, Report]]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def format_report(report: Report, **_: Any) -> str:
-    return _document([(str(report.host.get("hostname", "?")), report)])
+def format_report(report: Report, *, fail_on: Severity | str | None = None, **_: Any) -> str:
+    """Results below fail_on (a Severity, "never", or None: all count) get level "note"."""
+    return _document([(str(report.host.get("hostname", "?")), report)], fail_on)
 
 
 class _FleetSink(Sink):
