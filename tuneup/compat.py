@@ -8,9 +8,9 @@ import sys
 from typing import NoReturn
 
 if sys.version_info >= (3, 11):
-    import tomllib
-    from enum import StrEnum
-    from typing import assert_never
+    import tomllib  # novermin (guarded by the version check)
+    from enum import StrEnum  # novermin (guarded by the version check)
+    from typing import assert_never  # novermin (guarded by the version check)
 else:  # pragma: no cover - exercised by the 3.9/3.10 CI runs
     import tomli as tomllib
 
