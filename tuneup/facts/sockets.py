@@ -463,7 +463,7 @@ def resolve_owners(inodes: set[int], proc: str = "/proc", *,
     for ino, (pid, _) in list(found.items()):
         if pid not in names_of:
             try:
-                with open(f"{proc}/{pid}/comm") as f:
+                with open(f"{proc}/{pid}/comm", errors="replace") as f:   # any bytes: users name processes
                     names_of[pid] = f.read().rstrip("\n")
             except OSError:
                 names_of[pid] = None
