@@ -12,11 +12,11 @@ try:
     # tomllib on the same input (100,000 rules), and quicker to import; tomllib when it is missing.
     import tomli as tomllib
 except ImportError:  # pragma: no cover
-    import tomllib  # type: ignore[no-redef]
+    import tomllib  # type: ignore[no-redef]  # novermin (tomli is a dependency; never reached)
 
 if sys.version_info >= (3, 11):
-    from enum import StrEnum
-    from typing import assert_never
+    from enum import StrEnum  # novermin (guarded by the version check)
+    from typing import assert_never  # novermin (guarded by the version check)
 else:  # pragma: no cover - exercised by the 3.9/3.10 CI runs
 
     class StrEnum(str, enum.Enum):

@@ -148,3 +148,12 @@ def apply(report: Report, waivers: Sequence[Waiver], today: _dt.date) -> Report:
                 changed = True
         findings.append(f)
     return dataclasses.replace(report, findings=tuple(findings)) if changed else report
+
+
+def matching_no_host(waivers: Sequence[Waiver], hostnames: Iterable[str]) -> list[Waiver]:
+    """Waivers whose `hosts` globs match none of the audited hostnames.
+
+    Globs match the hostname each snapshot carries (what `tuneup collect` read on the host), not an
+    inventory name: such a waiver is almost always a typo or an inventory alias, and waives nothing."""
+    names = list(hostnames)
+    return [w for w in waivers if w.hosts and not any(fnmatchcase(n, h) for n in names for h in w.hosts)]

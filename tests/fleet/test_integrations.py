@@ -1,5 +1,5 @@
-"""The shipped integrations, run for real: the Ansible playbook (ansible-core, localhost,
-connection local) and the node_exporter textfile unit (parsed with prometheus_client)."""
+"""The node_exporter textfile unit, run for real (parsed with prometheus_client). The Ansible
+playbook is run, install step included, in tests/deploy/test_ansible.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from fleet_samples import REPO
 
-PLAYBOOK = REPO / "examples" / "ansible" / "site.yml"
 TEXTFILE = REPO / "examples" / "node_exporter"
 
 
@@ -25,58 +24,6 @@ def _tuneup() -> str:
     if script.exists():
         return shlex.quote(str(script))
     return f"{shlex.quote(sys.executable)} -m tuneup"
-
-
-def _ansible_playbook() -> str | None:
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("ansible-playbook")
-
-
-def test_ansible_playbook_collects_on_every_host_and_audits_the_fleet(tmp_path):
-    playbook = _ansible_playbook()
-    if playbook is None:
-        pytest.skip("ansible-playbook is not installed (pip install ansible-core to run this test)")
-    inventory = tmp_path / "inventory.ini"
-    py = sys.executable
-    inventory.write_text(
-        "[servers]\n"
-        f"web-1 ansible_connection=local ansible_python_interpreter={py}\n"
-        f"web-2 ansible_connection=local ansible_python_interpreter={py}\n"
-        f"\n[all:vars]\nansible_python_interpreter={py}\n")
-    home = tmp_path / "ansible-home"
-    env = {
-        **os.environ,
-        "ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-        "ANSIBLE_REMOTE_TEMP": str(home / "remote-tmp"), "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_HOST_KEY_CHECKING": "0",
-        "ANSIBLE_PYTHON_INTERPRETER": py, "ANSIBLE_LOCALHOST_WARNING": "0",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0", "ANSIBLE_COLLECTIONS_PATH": str(home / "collections"),
-        "ANSIBLE_CONFIG": str(tmp_path / "none.cfg"),      # ignore any ansible.cfg around
-    }
-    extra = {
-        "tuneup_install": False,                         # installing from an index is not under test
-        "tuneup_bin": _tuneup(), "tuneup_controller_bin": _tuneup(),
-        "tuneup_remote_dir": str(tmp_path / "remote"),
-        "tuneup_fetch_dir": str(tmp_path / "snapshots"),
-        "tuneup_report_dir": str(tmp_path / "reports"),
-        "tuneup_fail_on": "never",
-        "ansible_python_interpreter": py,
-    }
-    out = subprocess.run([playbook, "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(extra)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=110)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    snaps = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
-    assert snaps == ["web-1.json", "web-2.json"]
-    for name in snaps:
-        assert json.loads((tmp_path / "snapshots" / name).read_text())["schema"] == "tuneup.snapshot/1"
-    fleet = json.loads((tmp_path / "reports" / "fleet.json").read_text())
-    assert fleet["schema"] == "tuneup.fleet/1" and fleet["summary"]["hosts"] == 2
-    assert (tmp_path / "reports" / "fleet.md").read_text().startswith("## tuneup fleet audit")
-    assert "<!DOCTYPE html>" in (tmp_path / "reports" / "fleet.html").read_text()
-    assert "tuneup fleet audit of 2 hosts" in out.stdout           # the summary the play shows
-    assert "failed=0" in out.stdout
 
 
 def _exec_start() -> list[str]:

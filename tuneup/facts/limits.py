@@ -1,4 +1,5 @@
-"""Resource limits: of this process (getrlimit) and of another (/proc/PID/limits)."""
+"""Resource limits: of this process (getrlimit) and of another (psutil: prlimit(2), else
+/proc/PID/limits, which everyone may read while prlimit needs the target's credentials)."""
 
 from __future__ import annotations
 
@@ -51,47 +52,81 @@ def _norm(v: int) -> int:
     return RLIM_INFINITY if v < 0 or v == RLIM_INFINITY else v
 
 
+_RLIMITS = {"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC"}
+
+
+def _text(s: str) -> str:
+    """psutil decodes /proc text with surrogateescape; undecodable bytes become U+FFFD here, as in
+    every other text tuneup reads from a host (a surrogate cannot be written as UTF-8)."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _psutil_limits(p) -> dict[str, tuple[int, int]]:
+    import psutil
+
+    return {name: tuple(_norm(v) for v in p.rlimit(getattr(psutil, res))) for name, res in _RLIMITS.items()}
+
+
 def process_facts(pid: int, proc: str = "/proc") -> tuple[dict[str, Fact], dict]:
-    """Facts about one process (prefix proc.PID.) and its identity; raises ProcessLookupError."""
+    """Facts about one process (prefix proc.PID.) and its identity; raises ProcessLookupError.
+
+    Through psutil (name, cmdline, rlimit, num_fds); the limits come from /proc/PID/limits when
+    prlimit(2) is refused (another user's process without CAP_SYS_RESOURCE)."""
+    import psutil
+
+    from tuneup.facts.processes import procfs
+
     base = f"{proc}/{pid}"
     prefix = f"proc.{pid}."
     facts: dict[str, Fact] = {}
-    try:
-        with open(f"{base}/comm", encoding="utf-8", errors="replace") as fh:
-            name = fh.read().strip()
-    except FileNotFoundError:
-        raise ProcessLookupError(pid) from None
-    except OSError:
-        name = "?"
-    info = {"pid": pid, "name": name}
-    try:
-        with open(f"{base}/cmdline", "rb") as fh:
-            info["cmdline"] = [a.decode("utf-8", "replace") for a in fh.read().split(b"\0") if a]
-    except OSError:
-        info["cmdline"] = []
-    src = f"{base}/limits"
-    try:
-        with open(src) as fh:
-            limits = parse_proc_limits(fh.read())
-        err = None
-    except FileNotFoundError:
-        raise ProcessLookupError(pid) from None
-    except OSError as exc:
-        limits, err = {}, ("permission denied" if isinstance(exc, PermissionError) else exc.strerror)
-    for name_ in ("nofile", "nproc"):
-        for i, which in enumerate(("soft", "hard")):
-            key = f"{prefix}rlimit.{name_}.{which}"
-            if err:
-                facts[key] = Fact(key, None, src, error=err)
-            elif name_ in limits:
-                facts[key] = Fact(key, limits[name_][i], src)
-            else:
-                facts[key] = Fact(key, None, src, error="not listed in limits")
-    fdkey = f"{prefix}fds"
-    try:
-        facts[fdkey] = Fact(fdkey, len(os.listdir(f"{base}/fd")), f"{base}/fd")
-    except PermissionError:
-        facts[fdkey] = Fact(fdkey, None, f"{base}/fd", error="permission denied")
-    except OSError as exc:
-        facts[fdkey] = Fact(fdkey, None, f"{base}/fd", error=exc.strerror or str(exc))
+    with procfs(proc):
+        try:
+            p = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            raise ProcessLookupError(pid) from None
+        try:
+            name = _text(p.name())
+        except psutil.NoSuchProcess:
+            raise ProcessLookupError(pid) from None
+        except (psutil.AccessDenied, OSError):
+            name = "?"
+        info = {"pid": pid, "name": name}
+        try:
+            info["cmdline"] = [_text(a) for a in p.cmdline() if a]
+        except (psutil.Error, OSError):
+            info["cmdline"] = []
+        src, err = f"prlimit(2) of pid {pid}", None
+        try:
+            limits = _psutil_limits(p) if proc == "/proc" else None
+        except psutil.ZombieProcess:  # exited, not yet reaped: its limits file still reads
+            limits = None
+        except psutil.NoSuchProcess:
+            raise ProcessLookupError(pid) from None
+        except (psutil.AccessDenied, OSError):
+            limits = None
+        if limits is None:            # refused, or another procfs than this kernel's: read the file
+            src = f"{base}/limits"
+            try:
+                with open(src) as fh:
+                    limits = parse_proc_limits(fh.read())
+            except FileNotFoundError:
+                raise ProcessLookupError(pid) from None
+            except OSError as exc:
+                limits, err = {}, ("permission denied" if isinstance(exc, PermissionError) else exc.strerror)
+        for name_ in ("nofile", "nproc"):
+            for i, which in enumerate(("soft", "hard")):
+                key = f"{prefix}rlimit.{name_}.{which}"
+                if err:
+                    facts[key] = Fact(key, None, src, error=err)
+                elif name_ in limits:
+                    facts[key] = Fact(key, limits[name_][i], src)
+                else:
+                    facts[key] = Fact(key, None, src, error="not listed in limits")
+        fdkey = f"{prefix}fds"
+        try:
+            facts[fdkey] = Fact(fdkey, p.num_fds(), f"{base}/fd")
+        except psutil.AccessDenied:
+            facts[fdkey] = Fact(fdkey, None, f"{base}/fd", error="permission denied")
+        except (psutil.Error, OSError) as exc:
+            facts[fdkey] = Fact(fdkey, None, f"{base}/fd", error=getattr(exc, "strerror", None) or str(exc) or "gone")
     return facts, info

@@ -5,14 +5,28 @@ Facts are keyed ``proc.PID.<name>`` so process-scope rules evaluate them per tar
   proc.PID.limit_source       what systemd says the unit's LimitNOFILE is and where it is set
   proc.PID.beam.max_ports     effective Erlang port limit (+Q, else 65536 raised to the fd limit)
   proc.PID.beam.max_processes effective Erlang process limit (+P, else 1048576)
+
+A process once found is read through psutil: its name, command line, environment, open fds
+(``num_fds``) and rlimits (``rlimit``, in limits.py). /proc is read directly in three places:
+  /proc/PID/cgroup   psutil has no cgroup API; the systemd unit comes from it
+  /proc/PID/limits   psutil's rlimit() is prlimit(2), which needs the target's credentials or
+                     CAP_SYS_RESOURCE; the limits file is world-readable, so an unprivileged audit
+                     falls back to it (limits.process_facts)
+  /proc/PID/comm, cmdline in find_by_name: psutil.process_iter() has the equivalent, but costs
+                     2.5-3x the direct walk over thousands of processes (benchmarks/procs_bench.py)
+A ``proc`` other than "/proc" (a copied or mounted procfs) is honoured through psutil.PROCFS_PATH.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+
+import psutil
 
 from tuneup.model import Fact
 
@@ -23,20 +37,60 @@ BEAM_PORTS_RANGE = (1024, 134217727)
 _UNIT = re.compile(r"([^/]+\.(?:service|scope))$")
 
 
+@contextlib.contextmanager
+def procfs(proc: str = "/proc") -> Iterator[None]:
+    """psutil reading the procfs at proc (its documented PROCFS_PATH switch), restored afterwards."""
+    if proc == psutil.PROCFS_PATH:
+        yield
+        return
+    saved, psutil.PROCFS_PATH = psutil.PROCFS_PATH, proc
+    try:
+        yield
+    finally:
+        psutil.PROCFS_PATH = saved
+
+
 def find_by_name(name: str, proc: str = "/proc") -> list[int]:
-    """Pids whose comm or argv[0] basename equals name (comm is cut at 15 characters)."""
+    """Pids whose comm or argv[0] basename equals name (comm is cut at 15 characters).
+
+    A direct walk of /proc/PID/comm and cmdline: psutil.process_iter() does the same walk with a
+    Process object per pid (one more read of /proc/PID/stat each, and parsing it), which made
+    discovery 2.5-3x slower with 2,000 processes (benchmarks/procs_bench.py). What is read about
+    a process once found goes through psutil."""
     pids = []
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"{entry.path}/comm", encoding="utf-8", errors="replace") as fh:
-                comm = fh.read().strip()
+            with open(f"{entry.path}/comm", "rb") as fh:
+                comm = fh.read().rstrip(b"\n").decode("utf-8", "replace")   # any bytes: a user names it
         except OSError:
             continue
         if comm == name or _argv0(entry.path) == name:
             pids.append(int(entry.name))
     return sorted(pids)
+
+
+def psutil_find_by_name(name: str, proc: str = "/proc") -> list[int]:
+    """find_by_name through psutil.process_iter (name, else argv[0]): the same answer, slower;
+    kept for the benchmark that justifies the direct walk."""
+    pids = []
+    with procfs(proc):
+        for p in psutil.process_iter():
+            try:
+                if _text(p.name()) == name:
+                    pids.append(p.pid)
+                    continue
+                argv = p.cmdline()
+            except (psutil.Error, OSError):
+                continue
+            if argv and os.path.basename(_text(argv[0])) == name:
+                pids.append(p.pid)
+    return sorted(pids)
+
+
+def _text(s: str) -> str:
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _argv0(path: str) -> str:
@@ -93,13 +147,11 @@ def beam_effective(flags: dict[str, int], nofile_soft: int | None, erl_max_ports
 
 def _environ_var(pid: int, name: str, proc: str) -> str | None:
     try:
-        with open(f"{proc}/{pid}/environ", "rb") as fh:
-            for item in fh.read().split(b"\0"):
-                if item.startswith(name.encode() + b"="):
-                    return item.split(b"=", 1)[1].decode("utf-8", "replace")
-    except OSError:
+        with procfs(proc):
+            value = psutil.Process(pid).environ().get(name)
+        return None if value is None else _text(value)
+    except (psutil.Error, OSError):
         return None
-    return None
 
 
 def systemd_limit_source(unit: str) -> str | None:

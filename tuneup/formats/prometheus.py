@@ -3,7 +3,8 @@
     tuneup_rule_failed{rule,key,severity,status}   1 when the finding fails the audit (fail or
                                                    error), 0 otherwise (pass, skip, unknown, waived)
     tuneup_rule_observed_value{rule,key}           the value found, when it is a number
-    tuneup_rule_expected_value{rule,key}           the threshold it was compared with, when a number
+    tuneup_rule_expected_value{rule,key,op}        the threshold it was compared with, when a number;
+                                                   op is the comparison (">=", "<=", "==", ...)
     tuneup_findings{status}                        findings per status
     tuneup_audit_info{profile,version}             1
     tuneup_snapshot_collected_timestamp_seconds    when the facts were collected (Unix time)
@@ -79,8 +80,9 @@ def _series(reports: list[tuple[dict[str, str], Report]]) -> dict[str, list[str]
                 out["tuneup_rule_observed_value"].append(f"tuneup_rule_observed_value{_labels(base)} {_fmt(actual)}")
             expected = _number(f.expected_value)
             if expected is not None:
+                op = f.expected.split()[0] if f.expected.split() else ""
                 out["tuneup_rule_expected_value"].append(
-                    f"tuneup_rule_expected_value{_labels(base)} {_fmt(expected)}")
+                    f"tuneup_rule_expected_value{_labels({**base, 'op': op})} {_fmt(expected)}")
         for status, n in r.summary().items():
             out["tuneup_findings"].append(f"tuneup_findings{_labels({**extra, 'status': status})} {n}")
         out["tuneup_audit_info"].append(
