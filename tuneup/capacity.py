@@ -94,9 +94,11 @@ def _fmt(n: int) -> str:
 
 # -- ceilings, one builder per limit (shared by the capacity command and the probe) ---------------
 def nofile_limit(soft: int, open_fds: int, per_conn: int, source: str, who: str, connections: int,
-                 hard: int | None = None, name: str = "nofile") -> Limit:
+                 hard: int | None = None, name: str = "nofile", extra: int = 0) -> Limit:
     free = max(0, soft - open_fds)
-    need = connections * per_conn * 11 // 10 + open_fds   # PROC-NOFILE-*: the need plus 10% headroom
+    # what PROC-NOFILE-* asks for (the need plus 10% headroom, extra_fds for everything else), so
+    # the number advised here passes the audit; the fds open now when they are more
+    need = connections * per_conn * 11 // 10 + max(open_fds, extra)
     detail = f"RLIMIT_NOFILE soft {_fmt(soft)} - {open_fds} open fds = {free} free, / {per_conn} fd(s) per connection"
     if hard is not None and hard > soft:
         detail += f"; the process may raise its soft limit itself up to the hard limit {_fmt(hard)}"
@@ -105,19 +107,22 @@ def nofile_limit(soft: int, open_fds: int, per_conn: int, source: str, who: str,
                  "unit, `ulimit -n` or limits.d for login sessions; it cannot exceed fs.nr_open", detail)
 
 
-def nr_open_limit(nr_open: int, open_fds: int, per_conn: int, source: str, connections: int) -> Limit:
+def nr_open_limit(nr_open: int, open_fds: int, per_conn: int, source: str, connections: int,
+                  extra: int = 0) -> Limit:
     free = max(0, nr_open - open_fds)
     return Limit("nr_open", free // per_conn, source,
-                 f"sysctl fs.nr_open >= {connections * per_conn * 11 // 10 + open_fds} (host-global) before raising "
+                 f"sysctl fs.nr_open >= {connections * per_conn * 11 // 10 + max(open_fds, extra)} (host-global) "
+                 "before raising "
                  "RLIMIT_NOFILE above it",
                  f"fs.nr_open {_fmt(nr_open)} caps any one process's RLIMIT_NOFILE; - {open_fds} open fds, "
                  f"/ {per_conn} fd(s) per connection")
 
 
-def file_max_limit(file_max: int, allocated: int, per_conn: int, source: str, connections: int) -> Limit:
+def file_max_limit(file_max: int, allocated: int, per_conn: int, source: str, connections: int,
+                   extra: int = 0) -> Limit:
     free = max(0, file_max - allocated)
     return Limit("file-max", free // per_conn, source,
-                 f"sysctl fs.file-max >= {allocated + connections * per_conn * 6 // 5} (host-global; in "
+                 f"sysctl fs.file-max >= {max(allocated, extra) + connections * per_conn * 6 // 5} (host-global; in "
                  "/etc/sysctl.d to persist)",
                  f"fs.file-max {_fmt(file_max)} - {allocated} file handles allocated host-wide (fs.file-nr) "
                  f"= {free}, / {per_conn} fd(s) per connection; processes with CAP_SYS_ADMIN are exempt")
@@ -207,6 +212,7 @@ def model(snap: Snapshot, params: Mapping[str, Any], pid: int | None = None, not
     skipped: list[Skipped] = []
     connections = int(params.get("connections", 0))
     per_fd = _per(params.get("fds_per_connection", 1))
+    extra = int(params.get("extra_fds", 0) or 0)
     prefix = f"proc.{pid}." if pid is not None else ""
     if pid is not None:
         name = next((p.get("name", "?") for p in snap.processes if p.get("pid") == pid), "?")
@@ -233,14 +239,14 @@ def model(snap: Snapshot, params: Mapping[str, Any], pid: int | None = None, not
         skipped.append(Skipped("nofile", "RLIMIT_NOFILE is unlimited", _src(snap, f"{prefix}rlimit.nofile.soft")))
     else:
         limits.append(nofile_limit(soft, open_fds, per_fd, _src(snap, f"{prefix}rlimit.nofile.soft"), who,
-                                   connections, hard))
+                                   connections, hard, extra=extra))
     used = open_fds or 0
 
     nr_open = _int(snap, "fs.nr_open")
     if nr_open is None:
         skip("nr_open", "fs.nr_open")
     else:
-        limits.append(nr_open_limit(nr_open, used, per_fd, _src(snap, "fs.nr_open"), connections))
+        limits.append(nr_open_limit(nr_open, used, per_fd, _src(snap, "fs.nr_open"), connections, extra))
 
     file_max, file_nr = _int(snap, "fs.file-max"), snap.get("fs.file-nr")
     admin = _int(snap, f"{prefix}cap_sys_admin" if pid is not None else "self.cap_sys_admin")
@@ -249,7 +255,7 @@ def model(snap: Snapshot, params: Mapping[str, Any], pid: int | None = None, not
     elif file_nr is None or not isinstance(file_nr.value, tuple):
         skip("file-max", "fs.file-nr")
     else:
-        lim = file_max_limit(file_max, file_nr.value[0], per_fd, _src(snap, "fs.file-max"), connections)
+        lim = file_max_limit(file_max, file_nr.value[0], per_fd, _src(snap, "fs.file-max"), connections, extra)
         if admin:
             lim = Limit(lim.name, lim.ceiling, lim.source, lim.hint,
                         lim.detail + f" ({who} has CAP_SYS_ADMIN: the kernel does not hold it to fs.file-max, "

@@ -152,3 +152,28 @@ def test_json_has_the_documented_keys():
 def test_every_format_renders(fmt):
     text = render_capacity(capacity.model(snap(BASE), PARAMS), fmt)
     assert "nofile" in text and text.endswith("\n")
+
+
+def test_the_advised_numbers_pass_the_audit():
+    """What `capacity` tells the operator to set (RLIMIT_NOFILE, fs.nr_open, fs.file-max) is what
+    the audit's rules ask for: set to the advised value, PROC-NOFILE-SOFT, FD-NR-OPEN and
+    FD-FILE-MAX pass (they once advised 110,005 where the audit wanted 114,096)."""
+    import re
+
+    from tuneup import engine
+    from tuneup.rulebook import loader
+
+    book = loader.load()
+    params = dict(book.profile("web", {"connections": 100000}).params)
+    cap = capacity.model(snap({**BASE, "fs.nr_open": 1000, "fs.file-max": 1000}), params)
+    lims = by_name(cap)
+    advised = {name: int(re.search(r">= (\d+)", lims[name].hint).group(1)) for name in ("nofile", "nr_open", "file-max")}
+    facts = {"self.rlimit.nofile.soft": advised["nofile"], "fs.nr_open": advised["nr_open"],
+             "fs.file-max": advised["file-max"]}
+    s = Snapshot(host={**HOST, "limits_of": "the server process"}, facts={
+        **{k: Fact(k, v, "advised") for k, v in facts.items()},
+        "rlimit.nofile.soft": Fact("rlimit.nofile.soft", advised["nofile"], "advised")}, origin="test")
+    rules = [book.rules[r] for r in ("PROC-NOFILE-SOFT", "FD-NR-OPEN", "FD-FILE-MAX")]
+    got = {f.rule: f.status.value for f in engine.evaluate(rules, s, params)}
+    assert got == {"PROC-NOFILE-SOFT": "pass", "FD-NR-OPEN": "pass", "FD-FILE-MAX": "pass"}, (advised, got)
+    assert advised["nofile"] >= 114096
