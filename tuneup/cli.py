@@ -210,7 +210,7 @@ def audit(
     kernel: KernelOpt = None,
     ram: RamOpt = None,
     app_config: AppConfigOpt = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Worker processes for a fleet of snapshots (default: one per idle core, from 200 snapshots).", min=1, max=64)] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Worker processes for a fleet of snapshots (default: one per idle core, from 200 snapshots).", min=1, max=64, metavar="N")] = None,
     show_all: Annotated[bool, typer.Option("--all", "-a", help="Table: also list the passing and skipped rules (summarized by default).")] = False,
     only_failures: Annotated[bool, typer.Option("--only-failures", help="Table: list only the failures (fail and error), not unknown or waived findings.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Table: print only the failures, one line each, and nothing when all is well; the exit code tells the rest.")] = False,

@@ -48,6 +48,12 @@ def _dispatch(args: list[str]) -> object:
     from tuneup.cli import app
 
     command = typer.main.get_command(app)
+    if not args:   # bare `tuneup`: the help, exit 2 (click 8.1 would exit 0, 8.2 raises NoArgsIsHelpError)
+        with command.make_context("tuneup", ["--help"], resilient_parsing=True) as ctx:
+            text = command.get_help(ctx)     # typer's rich help prints itself and returns ""
+        if text:
+            print(text, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     return command.main(args=args, prog_name="tuneup", standalone_mode=False)
 
 

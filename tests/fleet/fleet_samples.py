@@ -36,7 +36,11 @@ def write(path: Path, s: Snapshot) -> Path:
 def cli(args: list[str], **kw):
     from tuneup.cli import app
 
-    return CliRunner().invoke(app, args, catch_exceptions=False, **kw)
+    import inspect
+
+    # click < 8.2 (what pip picks on Python 3.9) mixes stderr into stdout unless told not to
+    opts = {"mix_stderr": False} if "mix_stderr" in inspect.signature(CliRunner).parameters else {}
+    return CliRunner(**opts).invoke(app, args, catch_exceptions=False, **kw)
 
 
 def main(args: list[str], capsys) -> tuple[int, str, str]:
