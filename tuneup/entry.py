@@ -48,7 +48,9 @@ def _dispatch(args: list[str]) -> object:
     from tuneup.cli import app
 
     command = typer.main.get_command(app)
-    if not args:   # bare `tuneup`: the help, exit 2 (click 8.1 would exit 0, 8.2 raises NoArgsIsHelpError)
+    # bare `tuneup`: the help, exit 2 (click 8.1 would exit 0, 8.2 raises NoArgsIsHelpError); not when
+    # the shell's completion calls tuneup with no arguments and _TUNEUP_COMPLETE set
+    if not args and "_TUNEUP_COMPLETE" not in os.environ:
         with command.make_context("tuneup", ["--help"], resilient_parsing=True) as ctx:
             text = command.get_help(ctx)     # typer's rich help prints itself and returns ""
         if text:
