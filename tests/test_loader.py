@@ -109,3 +109,22 @@ def test_missing_rules_dir():
 def test_fact_keys_cover_rule_facts_and_expression_facts():
     keys = loader.load().fact_keys()
     assert {"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "fs.file-max"} <= keys
+
+
+def test_a_derived_parameter_takes_its_default_from_the_others():
+    """accept_rate_per_s and close_rate_per_s have no default of their own: `profiles -f json`
+    shows what they derive to from the other defaults (100,000 / 60 s and / 75 s)."""
+    book = loader.load()
+    assert book.params["accept_rate_per_s"].default == 1667
+    assert book.params["close_rate_per_s"].default == 1334
+
+
+def test_a_user_parameter_with_default_and_derive_or_neither_is_refused(tmp_path):
+    write(tmp_path, '[param.my_rate]\ndefault = 5\nderive = "connections // 10"\n', "profiles.toml")
+    with pytest.raises(ProfileError, match=r"profiles.toml:1: param 'my_rate': give a default or a derive"):
+        loader.load([tmp_path])
+    write(tmp_path, '[param.my_rate]\ndescription = "x"\n', "profiles.toml")
+    with pytest.raises(ProfileError, match=r"profiles.toml:1: param 'my_rate' needs a default"):
+        loader.load([tmp_path])
+    write(tmp_path, '[param.my_rate]\nderive = "connections // 10"\n', "profiles.toml")
+    assert loader.load([tmp_path]).params["my_rate"].default == 10000

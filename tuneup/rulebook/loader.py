@@ -204,8 +204,8 @@ def _load_profiles(book: Rulebook, path: Path) -> None:
 
     for name, spec in _table(data, "param", at(r"^\[?param\b")).items():
         where = f"{path}:{_line_of(text, _table_header('param', name)) or 1}"
-        if not isinstance(spec, dict) or "default" not in spec:
-            raise ProfileError(f"param {name!r} needs a default", where)
+        if not isinstance(spec, dict) or ("default" not in spec and "derive" not in spec):
+            raise ProfileError(f"param {name!r} needs a default (or a derive expression)", where)
         desc = spec.get("description", "")
         if not isinstance(desc, str):
             raise ProfileError(f"param {name!r}: description must be a string", where)
@@ -218,7 +218,16 @@ def _load_profiles(book: Rulebook, path: Path) -> None:
             if ex is None or ex.names - set(book.params):
                 raise ProfileError(f"param {name!r}: derive must be an expression over parameters declared "
                                    "before it", where)
-        book.params[name] = Param(name, _number(spec["default"], where), desc, derive)
+            if "default" in spec:
+                raise ProfileError(f"param {name!r}: give a default or a derive expression, not both (the "
+                                   "default of a derived parameter is derived from the others' defaults)", where)
+            try:   # its default: derived from the defaults declared before it
+                default = ex.evaluate({p.name: p.default for p in book.params.values()}, _no_fact, lambda k: False)
+            except (ExprError, ZeroDivisionError, ArithmeticError) as exc:
+                raise ProfileError(f"param {name!r}: derive: {exc}", where) from None
+        else:
+            default = spec["default"]
+        book.params[name] = Param(name, _number(default, where), desc, derive)
     if "default_profile" in data:
         dp = data["default_profile"]
         if not isinstance(dp, str) or not dp:
