@@ -487,3 +487,38 @@ def test_listener_with_a_pid_and_no_process_name(tmp_path, capsys, good_snap_dic
     snap = _write(tmp_path, "snap.json", json.dumps(good_snap_dict))
     code, out, err = run(["audit", "--snapshot", snap, "--all"], capsys)
     assert code == 1 and "listener 0.0.0.0:80 (? pid 42)" in out, err
+
+
+def test_the_fast_clean_pass_never_lets_through_what_the_full_check_refuses():
+    """inputs.check_tree runs a path-free pass first (_clean) and builds paths only when it says
+    no: every tree it calls clean must pass the full check, and every refused tree must fail it."""
+    import datetime
+    import random
+
+    from tuneup.errors import SnapshotError
+    from tuneup.inputs import _clean, check_tree
+
+    rng = random.Random(11)
+    leaves = [1, -5, 2**133, 2**140, 1.5, float("inf"), float("nan"), "ok", "x\ud800", True, None,
+              datetime.date(2099, 1, 1)]
+
+    def tree(depth):
+        r = rng.random()
+        if depth > 36 or r < 0.4:
+            return rng.choice(leaves)
+        if r < 0.7:
+            return [tree(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(["a", "b-c", "k\udc00", "1x"]): tree(depth + 1) for _ in range(rng.randint(0, 3))}
+
+    for _ in range(3000):
+        t = tree(0)
+        try:
+            check_tree(t, "t.json", SnapshotError)
+            refused = False
+        except SnapshotError:
+            refused = True
+        if _clean(t):
+            assert not refused, t
+        # _clean may say no to what the full check accepts (a date), never the other way round
+        if refused:
+            assert not _clean(t)

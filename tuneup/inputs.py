@@ -130,10 +130,51 @@ def _parse_constant(s: str) -> float:
     raise _Bad(f"{s} is not a number JSON allows", s)
 
 
+def _clean(data: Any) -> bool:
+    """check_tree's test without paths: True when nothing in data would be refused. Almost every
+    input is clean, so the paths (a string per node) are built only when this says no."""
+    limit = int(MAX_INT_DIGITS * 3.33)
+    surrogate = _SURROGATE.search
+    isfinite = math.isfinite
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        t = type(node)
+        if t is str:
+            if surrogate(node):
+                return False
+        elif t is int:
+            if node.bit_length() > limit:
+                return False
+        elif t is float:
+            if not isfinite(node):
+                return False
+        elif t is dict or t is list:
+            if depth >= MAX_DEPTH:
+                return False
+            depth += 1
+            if t is dict:
+                for k, v in node.items():
+                    if type(k) is str and surrogate(k):
+                        return False
+                    push((v, depth))
+            else:
+                for v in node:
+                    push((v, depth))
+        elif t is bool or node is None:
+            continue
+        else:   # a subclass or another type: the full check decides
+            return False
+    return True
+
+
 def check_tree(data: Any, where: str, error: type[TuneupError], root: str = "$") -> None:
     """Refuse what a parser let through but tuneup cannot use: nesting deeper than MAX_DEPTH,
     integers past MAX_INT_DIGITS digits, non-finite floats, and lone surrogates in strings or keys
     (not text: they cannot be written out as UTF-8). The error names the path ($.host.hostname)."""
+    if _clean(data):
+        return
     stack: list[tuple[Any, str, int]] = [(data, root, 0)]
     while stack:
         node, path, depth = stack.pop()
