@@ -26,8 +26,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 
-import psutil
-
 from tuneup.model import Fact
 
 BEAM_NAMES = ("beam.smp", "beam")
@@ -40,6 +38,8 @@ _UNIT = re.compile(r"([^/]+\.(?:service|scope))$")
 @contextlib.contextmanager
 def procfs(proc: str = "/proc") -> Iterator[None]:
     """psutil reading the procfs at proc (its documented PROCFS_PATH switch), restored afterwards."""
+    import psutil  # imported when a process is read: plain audits skip its ~12 ms import
+
     if proc == psutil.PROCFS_PATH:
         yield
         return
@@ -74,6 +74,8 @@ def find_by_name(name: str, proc: str = "/proc") -> list[int]:
 def psutil_find_by_name(name: str, proc: str = "/proc") -> list[int]:
     """find_by_name through psutil.process_iter (name, else argv[0]): the same answer, slower;
     kept for the benchmark that justifies the direct walk."""
+    import psutil  # imported when a process is read: plain audits skip its ~12 ms import
+
     pids = []
     with procfs(proc):
         for p in psutil.process_iter():
@@ -146,6 +148,8 @@ def beam_effective(flags: dict[str, int], nofile_soft: int | None, erl_max_ports
 
 
 def _environ_var(pid: int, name: str, proc: str) -> str | None:
+    import psutil  # imported when a process is read: plain audits skip its ~12 ms import
+
     try:
         with procfs(proc):
             value = psutil.Process(pid).environ().get(name)
