@@ -158,6 +158,7 @@ def test_hostile_hostname_in_a_streamed_fleet(fmt, tmp_path, capsys, good_snap_d
     snaps = tmp_path / "snaps"
     snaps.mkdir()
     good_snap_dict["host"]["hostname"] = ESC_NAME
+    good_snap_dict["collected_at"] = "2026-01-01\x1b[2J"       # shown in the fleet's COLLECTED column
     _write(snaps, "a.json", json.dumps(good_snap_dict))
     good_snap_dict["host"]["hostname"] = "plain"
     _write(snaps, "b.json", json.dumps(good_snap_dict))

@@ -224,7 +224,6 @@ def audit_fleet_stream(p: Plan, paths: Sequence[Path], sink, threshold=None, inc
     the FleetSummary (rows carry ``gate``: the host fails the run at ``threshold``)."""
     from tuneup.formats.fleetsink import prepared
     from tuneup.model import FleetSummary
-    from tuneup.textsafe import printable
 
     summary = FleetSummary(p.profile.name, dict(p.profile.params))
     n = len(paths)
@@ -232,10 +231,8 @@ def audit_fleet_stream(p: Plan, paths: Sequence[Path], sink, threshold=None, inc
         if each is not None:     # the caller's per-host step (snapshot age, waiver use), in this process
             report = each(report)
         gate = bool(engine.failing(report, threshold, include_host))
-        report = prepared(sink, report)
-        if sink.escape and isinstance(collected_at, str):
-            collected_at = printable(collected_at)
-        sink.host(summary.add(report, collected_at, gate), report, i)
+        report = prepared(sink, report)    # escaped for a format a person reads, collected_at included
+        sink.host(summary.add(report, report.collected_at or collected_at, gate), report, i)
         if progress:
             progress(i + 1, n)
     return summary

@@ -59,11 +59,12 @@ def _finding(f: Finding) -> Finding:
 
 def _report(r: Report) -> Report:
     findings = tuple(_finding(f) for f in r.findings)
-    if not (_dirty(r.profile) or _dirty(r.params) or _dirty(r.host) or _dirty(r.origin)) and \
-            all(a is b for a, b in zip(findings, r.findings)):
+    if not (_dirty(r.profile) or _dirty(r.params) or _dirty(r.host) or _dirty(r.origin)
+            or _dirty(r.collected_at)) and all(a is b for a, b in zip(findings, r.findings)):
         return r
     return dataclasses.replace(r, profile=printable(r.profile), params=_value(r.params), host=_value(r.host),
-                               findings=findings, origin=printable(r.origin))
+                               findings=findings, origin=printable(r.origin),
+                               collected_at=printable(r.collected_at))
 
 
 def escaped(x: T) -> T:
