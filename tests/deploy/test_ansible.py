@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def test_fleet_play_installs_from_the_pushed_wheelhouse_collects_and_audits(tmp_
     print(f"fleet play over localhost (2 hosts, install included): {took:.1f} s")
     for h in ("web-1", "web-2"):                             # installed from the wheelhouse, each its own venv
         assert (hosts / h / "venv" / "bin" / "tuneup").exists()
-        assert list((hosts / h / "tmp" / "wheelhouse").glob("tuneup_limits-*.whl"))
+        pushed = sorted(f.name for f in (hosts / h / "tmp" / "wheelhouse").iterdir())
+        assert pushed == sorted(f.name for f in (work / "wheelhouse").iterdir())   # the whole wheelhouse, unpacked
+    assert tarfile.is_tarfile(work / "out" / "wheelhouse.tar")             # pushed as one archive
     snaps = sorted(p.name for p in (work / "out" / "snapshots").iterdir())
     assert snaps == ["web-1.json", "web-2.json"]
     for name in snaps:

@@ -21,11 +21,20 @@ PACKAGES = ("systemd", "procps", "libproc2-0", "tuned", "libsystemd-shared")
 
 
 def _download(pkg: str) -> Path | None:
+    """The cached .deb of pkg, downloaded first when missing. CI runs several suites at once
+    against one cache: a download lands in a private directory and is renamed into place, so no
+    suite ever sees a half-written package."""
     found = sorted(CACHE.glob(f"{pkg}_*.deb"))
     if found:
         return found[-1]
     CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", pkg], cwd=CACHE, capture_output=True, timeout=300)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=CACHE))
+    try:
+        subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, timeout=300)
+        for deb in tmp.glob(f"{pkg}_*.deb"):
+            os.replace(deb, CACHE / deb.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     found = sorted(CACHE.glob(f"{pkg}_*.deb"))
     return found[-1] if found else None
 
@@ -44,12 +53,32 @@ def packages() -> Path:
         pytest.skip("needs dpkg-deb and apt-get (a Debian system)")
     out = CACHE / "unpacked"
     stamp = out / ".tuneup-complete"
-    if not stamp.exists():
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
+    if stamp.exists():
+        return out
+    # unpacked privately, then renamed into place whole: suites running at once never see a
+    # half-unpacked tree, and the first to finish wins
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".unpacked-", dir=CACHE))
+    try:
         for pkg in PACKAGES:
-            unpack(pkg, out)
-        stamp.write_text("")
+            unpack(pkg, tmp)
+    except BaseException:           # a skip (no registry) or a failure: leave no partial tree behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / ".tuneup-complete").write_text("")
+    try:
+        os.rename(tmp, out)
+    except OSError:                 # out exists: another suite's finished tree, or a stale partial one
+        if not stamp.exists():
+            stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=CACHE))
+            try:
+                os.rename(out, stale / "unpacked")
+                os.rename(tmp, out)
+            except OSError:
+                pass
+            shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert stamp.exists(), f"{out}: no complete unpacked tree"
     return out
 
 
