@@ -10,10 +10,15 @@ file and line of the rule, not the audit.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import operator
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+import itertools
+from itertools import accumulate
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,10 @@ _RULE_FIELDS = {
     "actual", "when", "absent", "absent_reason", "profiles", "fix", "hints", "need", "estimate",
 }
 _REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
-_ID_LINE = re.compile(r"""^id\s*=\s*["']([^"']+)["']""")
+# `id = "X"` and `[[rule]]` lines (spaces around them; [^\S\n] is whitespace but a newline), found
+# in "\n" + text: a pattern that starts with a newline is searched for quickly.
+_ID_LINE = re.compile(r"""\n[^\S\n]*id[^\S\n]*=[^\S\n]*["']([^"'\n]+)["']""")
+_RULE_LINE = re.compile(r"\n[^\S\n]*(\[\[rule\]\])[^\S\n]*(?=\n|\Z)")
 _ABSENT = {"pass": Status.PASS, "skip": Status.SKIP, "fail": Status.FAIL}
 # Largest parameter value (profiles.toml, tuneup.toml [params], --set): integers stay exact as floats
 # and every threshold computed from them stays far from overflow.
@@ -276,24 +284,151 @@ def _load_rules(book: Rulebook, path: Path) -> None:
     entries = data.get("rule", [])
     if not isinstance(entries, list):
         raise RuleFileError("'rule' must be an array of tables ([[rule]])", str(path))
-    rule_lines: list[int] = []
-    id_lines: dict[str, list[int]] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if stripped == "[[rule]]":
-            rule_lines.append(n)
-        elif stripped.startswith("id") and (m := _ID_LINE.match(stripped)):
-            id_lines.setdefault(m.group(1), []).append(n)
+    first_line, more_lines = _lines_by_group(_ID_LINE, text)
+    rule_lines: list[int] | None = None     # found only when an entry has no id line of its own
+    fast = _FastPath(book)
+    rules = book.rules
     for i, entry in enumerate(entries):
-        line = rule_lines[i] if i < len(rule_lines) else 1
         rid = entry.get("id") if isinstance(entry, dict) else None
-        if isinstance(rid, str) and id_lines.get(rid):
-            line = id_lines[rid].pop(0)   # the n-th entry with this id is at its n-th id line
+        line = None
+        if isinstance(rid, str):    # the n-th entry with this id is at its n-th id line
+            lines = more_lines.get(rid)
+            line = first_line.pop(rid, None) if lines is None else lines.pop(0) if lines else None
+        if line is None:
+            if rule_lines is None:
+                rule_lines = _line_numbers(_RULE_LINE, text)
+            line = rule_lines[i] if i < len(rule_lines) else 1
         where = f"{path}:{line}"
-        rule = _build_rule(entry, where, book)
-        if rule.id in book.rules:
-            raise RuleFileError(f"rule {rule.id} already defined at {book.rules[rule.id].origin}", where)
-        book.rules[rule.id] = rule
+        rule = fast.rule(entry, where) or _build_rule(entry, where, book)
+        if rule.id in rules:
+            raise RuleFileError(f"rule {rule.id} already defined at {rules[rule.id].origin}", where)
+        rules[rule.id] = rule
+
+
+def _line_numbers(pattern: re.Pattern[str], text: str) -> list[int]:
+    """Line numbers (1-based) of the matches of a multi-line pattern with one group, in order."""
+    return _lines_and_groups(pattern, text)[0]
+
+
+def _lines_and_groups(pattern: re.Pattern[str], text: str) -> tuple[list[int], list[str]]:
+    # The pattern starts with the newline before its line (one newline only). split() puts its
+    # group between the stretches of text around the matches: the newlines of the stretches
+    # before the k-th match, plus the k matched ones, less the one put in front, give the line
+    # of the k-th match's line less one. Every loop in C.
+    parts = pattern.split("\n" + text)
+    counts = accumulate(map(methodcaller("count", "\n"), parts[:-1:2]))
+    return list(map(operator.add, counts, itertools.count(1))), parts[1::2]
+
+
+def _lines_by_group(pattern: re.Pattern[str], text: str) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Where each match of the pattern is, by its group: {group: line} when each group is matched
+    once, and {group: [line, ...]} for the groups matched more than once."""
+    lines, groups = _lines_and_groups(pattern, text)
+    first = dict(zip(groups, lines))
+    more: dict[str, list[int]] = {}
+    if len(first) < len(groups):
+        for g, n in zip(groups, lines):
+            more.setdefault(g, []).append(n)
+        more = {g: ns for g, ns in more.items() if len(ns) > 1}
+    return first, more
+
+
+class _FastPath:
+    """_build_rule for the ordinary entry, in a few C-level checks per field: every field a string
+    of the right kind, no fix or hints, expressions already seen (or plain integers). It returns
+    None whenever anything differs from that, and _build_rule then decides, with its messages; so
+    what it accepts is exactly what _build_rule accepts, built into an equal Rule (tested)."""
+
+    _FIELDS = frozenset(_RULE_FIELDS - {"fix", "hints"})
+    _OPTIONAL = ("actual", "when", "absent_reason", "need")
+
+    def __init__(self, book: Rulebook) -> None:
+        self.profiles = book.profile_defs
+        params = set(book.params) | HOST_NAMES
+        self.allowed = {"value": frozenset(params | {"value"}), "when": frozenset(params)}
+        self.seen: set[tuple[str, str]] = set()          # (kind, text) of expressions that passed
+        self.profile_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def _expr_ok(self, kind: str, text: Any) -> bool:
+        if type(text) is not str:
+            return False
+        if (kind, text) in self.seen:
+            return True
+        if not _PLAIN_INT.fullmatch(text):   # a plain integer needs no parse to be valid
+            try:
+                ex = compile_expr(text)
+            except ExprError:
+                return False
+            if not ex.names <= self.allowed[kind]:
+                return False
+        self.seen.add((kind, text))
+        return True
+
+    def rule(self, e: Any, where: str) -> Rule | None:
+        if type(e) is not dict or not (_REQUIRED_SET <= e.keys() <= self._FIELDS):
+            return None
+        texts = _TEXT_FIELDS(e)
+        optional = tuple(map(e.get, self._OPTIONAL))
+        refs = e["refs"]
+        if (type(refs) is not list or not refs or not _STR_SET >= set(map(type, texts + tuple(refs)))
+                or not all(map(str.strip, texts)) or not all(map(str.strip, refs))
+                or not _STR_NONE_SET >= set(map(type, optional)) or not all(map(str.strip, filter(None, optional)))
+                or "" in optional):
+            return None
+        rid, title, sev, fact, op, scope, rationale = texts
+        expected = e["expected"]
+        if type(expected) is not str:
+            expected = repr(expected) if type(expected) in (int, float, bool) else None
+        actual, when, absent_reason, need = optional
+        get = e.get
+        severity = _SEVERITY_NAMES.get(sev.upper())
+        scope_v = _SCOPES.get(scope)
+        absent = _ABSENT.get(get("absent", "skip")) if type(get("absent", "")) is str else None
+        section = get("section", "general")
+        estimate = get("estimate", False)
+        profiles = get("profiles", _BASELINE)
+        if (severity is None or scope_v is None or absent is None or op not in OPERATORS
+                or not RULE_ID.match(rid) or type(section) is not str or type(estimate) is not bool
+                or type(profiles) is not list or not _STR_SET >= set(map(type, profiles))):
+            return None
+        key = tuple(profiles)
+        known = self.profile_lists.get(key)
+        if known is None:
+            if not all(map(self.profiles.__contains__, key)):
+                return None
+            known = self.profile_lists[key] = key
+        seen = self.seen
+        if expected is None or not (("value", expected) in seen or self._expr_ok("value", expected)) or not (
+                (need is None or ("value", need) in seen or self._expr_ok("value", need))
+                and (actual is None or ("value", actual) in seen or self._expr_ok("value", actual))
+                and (when is None or ("when", when) in seen or self._expr_ok("when", when))):
+            return None
+        return _new_rule({
+            "id": rid, "title": title, "severity": severity, "fact": fact, "op": op, "expected": expected,
+            "scope": scope_v, "rationale": rationale, "refs": tuple(refs), "section": section,
+            "actual": actual, "when": when, "absent": absent, "absent_reason": absent_reason,
+            "profiles": known, "fix": None, "origin": where, "hints": (), "need": need, "estimate": estimate,
+        })
+
+
+_REQUIRED_SET = frozenset(_REQUIRED)
+_TEXT_FIELDS = operator.itemgetter("id", "title", "severity", "fact", "op", "scope", "rationale")
+_BASELINE = ["baseline"]
+_STR_SET = frozenset({str})
+_STR_NONE_SET = frozenset({str, type(None)})
+_SEVERITY_NAMES = dict(Severity.__members__)
+_SCOPES = {s.value: s for s in Scope}
+_PLAIN_INT = re.compile(r"0|[1-9][0-9]{0,17}")
+_RULE_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Rule))
+
+
+def _new_rule(values: dict[str, Any]) -> Rule:
+    """Rule(**values) without the frozen dataclass's __init__ (one object.__setattr__ per field,
+    about 7x the cost): Rule has no __post_init__ and no default factories, so setting the fields
+    directly makes an equal object. Every field must be given (tested against Rule(**values))."""
+    rule = object.__new__(Rule)
+    rule.__dict__.update(values)
+    return rule
 
 
 def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
@@ -330,7 +465,7 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
     if op not in OPERATORS:
         raise RuleFileError(f"{label}: unknown operator {op!r} (known: {', '.join(OPERATORS)})", where)
     absent = e.get("absent", "skip")
-    if absent not in _ABSENT:
+    if not isinstance(absent, str) or absent not in _ABSENT:   # a list is not hashable
         raise RuleFileError(f"{label}: absent must be pass, skip or fail, not {absent!r}", where)
     refs = e["refs"]
     if not isinstance(refs, list) or not refs or not all(isinstance(r, str) and r.strip() for r in refs):
