@@ -135,3 +135,163 @@ def test_a_list_where_absent_wants_a_word_is_a_one_line_error(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and "bad.toml:2: rule GEN-00001: absent must be" in out.stderr
+
+
+# -- renderers --------------------------------------------------------------------------------------
+
+def _table_reference(headers, rows, width, flex=(), style=None, gap=2):
+    """termfit.table as it was before its fast paths (every cell through _cell_lines): the layout
+    the fast one must reproduce."""
+    from tuneup.formats.termfit import _cell_lines
+
+    n = len(headers)
+    cells = [[str(c) for c in r] for r in rows]
+    natural = [max([len(headers[i])] + [len(r[i]) for r in cells]) for i in range(n)]
+    longest = [max([len(headers[i])] + [len(w) for r in cells for w in r[i].split()]) for i in range(n)]
+    widths = list(natural)
+    room = width - gap * (n - 1)
+
+    def excess():
+        return sum(widths) - room
+
+    order = list(flex) + [i for i in range(n) if i not in flex]
+    for i in order:
+        if excess() <= 0:
+            break
+        widths[i] = max(longest[i], widths[i] - excess())
+    if excess() > 0:
+        for i in sorted(range(n), key=lambda i: -widths[i]):
+            if excess() <= 0:
+                break
+            widths[i] = max(max(4, len(headers[i])), widths[i] - excess())
+    out = []
+    for ri, row in enumerate([list(headers)] + cells):
+        parts = [_cell_lines(row[i], widths[i]) for i in range(n)]
+        height = max(len(p) for p in parts)
+        for k in range(height):
+            segs = []
+            for i in range(n):
+                text = parts[i][k] if k < len(parts[i]) else ""
+                padded = text.ljust(widths[i]) if i < n - 1 else text
+                segs.append(style(ri - 1, i, padded) if style and k == 0 and text else padded)
+            out.append((" " * gap).join(segs).rstrip())
+    return out
+
+
+def test_the_table_is_laid_out_as_before_for_the_real_catalogue_at_every_width():
+    from tuneup.formats.termfit import table
+
+    book = loader.load()
+    rules = list(book.rules.values())
+    wide = [[r.id, str(r.severity), r.fact, r.scope.value, r.title] for r in rules]
+    narrow = [[r.id, str(r.severity), r.title] for r in rules]
+    for width in range(40, 221, 3):
+        for headers, rows in ((["ID", "SEVERITY", "KEY", "SCOPE", "TITLE"], wide), (["ID", "SEVERITY", "TITLE"], narrow)):
+            flex = (len(headers) - 1, 2)
+            assert table(headers, rows, width, flex=flex) == _table_reference(headers, rows, width, flex=flex), width
+
+
+def test_the_table_is_laid_out_as_before_for_random_cells():
+    from tuneup.formats.termfit import table
+
+    rng = random.Random(7)
+    words = ["a", "bb", "net.core.somaxconn", "x" * 30, "", " ", "two words", "ends ", " starts", "tab\there"]
+    for _ in range(1500):
+        n = rng.randint(1, 5)
+        headers = [rng.choice(["ID", "", "A LONGER HEADER", "K"]) for _ in range(n)]
+        rows = [[" ".join(rng.choice(words) for _ in range(rng.randint(0, 4))) for _ in range(n)]
+                for _ in range(rng.randint(0, 6))]
+        width, gap = rng.randint(10, 120), rng.randint(1, 3)
+        flex = tuple(rng.sample(range(n), rng.randint(0, n)))
+        style = rng.choice([None, lambda r, c, t: f"<{t}>"])
+        assert _outcome(table, headers, rows, width, flex, style, gap) == \
+            _outcome(_table_reference, headers, rows, width, flex, style, gap), (headers, rows, width, flex, gap)
+
+
+def _outcome(fn, headers, rows, width, flex, style, gap):
+    try:
+        return fn(headers, rows, width, flex=flex, style=style, gap=gap)
+    except ValueError as exc:   # a column squeezed to no width at all (textwrap refuses width 0)
+        return repr(exc)
+
+
+PROFILES = '''
+[profile.mine]
+description = "extends web, without the generated rules ending in 7"
+extends = "web"
+exclude = ["GEN-*7", "NET-SOMAXCONN"]
+'''
+
+
+def _generated_book(tmp_path, n=300):
+    (tmp_path / "profiles.toml").write_text(PROFILES)
+    body = []
+    for i in range(n):
+        e = {**BASE, "id": f"GEN-{i:05d}", "profiles": [["web"], ["proxy", "mine"], [], ["baseline"]][i % 4],
+             "severity": ["info", "warning", "critical"][i % 3], "title": f"Generated | rule {i}"}
+        if i % 5 == 0:
+            e["when"] = "connections > 10"
+        if i % 7 == 0:
+            e["need"] = "connections"
+        if i % 11 == 0:
+            e["absent"] = "fail"
+        body.append("[[rule]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in e.items()))
+    (tmp_path / "gen.toml").write_text("\n".join(body))
+    return loader.load([tmp_path])
+
+
+def _toml(v):
+    import json
+
+    return json.dumps(v)
+
+
+def test_the_profiles_index_is_what_profiles_of_says_for_every_rule(tmp_path):
+    from tuneup.formats.catalogue import profiles_index
+
+    for book in (loader.load(), _generated_book(tmp_path)):
+        index = profiles_index(book)
+        for r in book.rules.values():
+            assert index.get(r.id, []) == book.profiles_of(r), r.id
+    assert "mine" not in index["GEN-00017"] and "mine" in index["GEN-00001"]
+
+
+def test_the_json_listing_is_one_rule_a_line_with_the_content_of_the_indented_document(tmp_path):
+    import json
+
+    from tuneup.formats.catalogue import rule_dict, rules_list
+
+    for book in (loader.load(), _generated_book(tmp_path)):
+        rules = list(book.rules.values())
+        text = rules_list(book, rules, "json")
+        assert json.loads(text) == json.loads(json.dumps([rule_dict(book, r) for r in rules], indent=2))
+        lines = text.split("\n")
+        assert lines[0] == "[" and lines[-2:] == ["]", ""] and len(lines) == len(rules) + 3
+        assert [json.loads(line.rstrip(","))["id"] for line in lines[1:-2]] == [r.id for r in rules]
+        assert all(line.startswith('  {"id": ') for line in lines[1:-2])
+    assert rules_list(book, [], "json") == "[]\n" and json.loads(rules_list(book, [], "json")) == []
+
+
+def test_the_json_listing_of_a_hostile_rule_is_valid_and_printable(tmp_path):
+    import json
+
+    from tuneup.formats.catalogue import rules_list
+
+    (tmp_path / "x.toml").write_text(
+        '[[rule]]\nid = "X-EVIL"\ntitle = "t\\u001b]0;pwn\\u0007 \\u007f \\u2028 \\u009b \\t"\nseverity = "info"\n'
+        'fact = "net.core.somaxconn"\nop = ">="\nexpected = "1"\nscope = "netns"\nrationale = "r"\nrefs = ["x"]\n')
+    book = loader.load([tmp_path])
+    text = rules_list(book, [book.rules["X-EVIL"]], "json")
+    assert all(" " <= c <= "~" for c in text.replace("\n", "")), text
+    assert json.loads(text)[0]["title"] == "t\x1b]0;pwn\x07 \x7f \u2028 \x9b \t"
+
+
+def test_printable_block_returns_clean_text_as_it_is_and_escapes_the_rest():
+    from tuneup.textsafe import _UNSAFE, printable_block
+
+    clean = "a table\n  of | lines ~\n\n"
+    assert printable_block(clean) is clean
+    for c in map(chr, range(0x110000)):
+        if (_UNSAFE.match(c) or c == "\t") and c != "\n":
+            assert printable_block(f"x{c}\ny") != f"x{c}\ny", hex(ord(c))
+    assert printable_block("a\tb\x1b\n\u2028") == "a    b\\x1b\n\\u2028"

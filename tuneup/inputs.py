@@ -250,5 +250,5 @@ def loads_toml(text: str, where: str, error: type[TuneupError]) -> dict[str, Any
                     f"{where}:{_line_col(text, m.start())}" if m else where) from None
     # A TOML parser refuses escapes of surrogates (\ud800 is not a Unicode scalar value), so the
     # strings of a tree parsed from text without any hold none: searched once here, not per string.
-    check_tree(data, where, error, root="", strings=bool(_SURROGATE.search(text)))
+    check_tree(data, where, error, root="", strings=not text.isascii() and bool(_SURROGATE.search(text)))
     return data

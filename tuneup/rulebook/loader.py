@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import operator
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-import itertools
 from itertools import accumulate
 from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
+from tuneup import gcpause
 from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
 from tuneup.inputs import loads_toml, read_text
 from tuneup.model import FixSpec, Hint, Param, Profile, Rule, Scope, Severity, Status
@@ -172,6 +173,11 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
 
 def load(dirs: list[Path] | None = None) -> Rulebook:
     """Load the built-in rules, then each extra directory (later ones may add rules/profiles)."""
+    with gcpause.paused():   # millions of objects, no cycles (tuneup.gcpause)
+        return _load(dirs)
+
+
+def _load(dirs: list[Path] | None) -> Rulebook:
     book = Rulebook()
     all_dirs = [builtin_dir("rules"), *(dirs or [])]
     for d in all_dirs:
