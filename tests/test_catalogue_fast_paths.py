@@ -295,3 +295,49 @@ def test_printable_block_returns_clean_text_as_it_is_and_escapes_the_rest():
         if (_UNSAFE.match(c) or c == "\t") and c != "\n":
             assert printable_block(f"x{c}\ny") != f"x{c}\ny", hex(ord(c))
     assert printable_block("a\tb\x1b\n\u2028") == "a    b\\x1b\n\\u2028"
+
+
+def test_toml_strings_are_not_searched_one_by_one_for_surrogates_because_the_parser_refuses_them():
+    import datetime
+
+    import pytest
+
+    from tuneup.inputs import _clean, check_tree, loads_toml
+
+    for text in ['a = "\\ud800"', 'a = "\\U0000dfff"', '"\\udc00" = 1', "a = [{b = \"\\ud8ff\"}]"]:
+        with pytest.raises(RuleFileError, match=r"x\.toml:1:\d+"):
+            loads_toml(text, "x.toml", RuleFileError)
+    rng = random.Random(12)
+    leaves = [1, -5, 2**133, 2**140, 1.5, float("inf"), float("nan"), "ok", "", True, None, datetime.date(2099, 1, 1)]
+
+    def tree(depth):
+        r = rng.random()
+        if depth > 34 or r < 0.3:
+            return rng.choice(leaves)
+        if r < 0.65:
+            return [tree(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(["a", "b-c", "1x"]): tree(depth + 1) for _ in range(rng.randint(0, 3))}
+
+    for _ in range(3000):
+        t = tree(0)
+        assert _clean(t, strings=False) == _clean(t), t
+        if _clean(t, strings=False):
+            check_tree(t, "t.toml", RuleFileError, strings=False)   # never refuses what _clean passes
+
+
+def test_the_level_at_a_time_clean_pass_counts_depth_as_the_full_check_does():
+    from tuneup.errors import SnapshotError
+    from tuneup.inputs import MAX_DEPTH, _clean, check_tree
+
+    for depth in range(MAX_DEPTH - 2, MAX_DEPTH + 3):
+        for leaf in (1, [], {}, "x"):
+            for wrap in (lambda v: [v], lambda v: {"k": v}, lambda v: [1, {"a": v, "b": "c"}]):
+                t = leaf
+                for _ in range(depth):
+                    t = wrap(t)
+                try:
+                    check_tree(t, "t.json", SnapshotError)
+                    refused = False
+                except SnapshotError:
+                    refused = True
+                assert _clean(t) is (not refused) and _clean(t, strings=False) is (not refused), (depth, leaf)

@@ -163,13 +163,13 @@ def _clean(data: Any, strings: bool = True) -> bool:
             return False
         below: list[Any] = []
         if dict in types:
-            dicts = list(of(dict))
+            dicts = values if len(types) == 1 else list(of(dict))
             keys = list(chain.from_iterable(dicts))
             if not set(map(type, keys)) <= _STR_ONLY or (strings and _SURROGATE.search("".join(keys))):
                 return False
             below.extend(chain.from_iterable(map(dict.values, dicts)))
         if list in types:
-            below.extend(chain.from_iterable(of(list)))
+            below.extend(chain.from_iterable(values if len(types) == 1 else of(list)))
         values = below
         depth += 1
 

@@ -7,10 +7,12 @@ characters, so no escape sequence changes the width). Colour is applied after th
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import textwrap
 from collections.abc import Callable, Sequence
+from itertools import chain, compress, count, repeat, starmap
 
 DEFAULT_WIDTH = 100      # output that goes to a file or a pipe without $COLUMNS
 MIN_WIDTH = 40
@@ -64,6 +66,9 @@ def fit_block(text: str, width: int) -> str:
     return "\n".join(out)
 
 
+_STR_ONLY = frozenset({str})
+
+
 def _cell_lines(text: str, width: int) -> list[str]:
     if len(text) <= width:
         return [text]
@@ -80,7 +85,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, fle
     Linear in the cells, with the per-cell loops in C where it can be: a row whose cells all fit
     their columns (every row of a column that was not narrowed) is one str.format."""
     n = len(headers)
-    cells = [list(map(str, r)) for r in rows]
+    cells = rows if _STR_ONLY >= set(map(type, chain.from_iterable(rows))) else [list(map(str, r)) for r in rows]
     columns = list(zip(*cells)) if cells else [()] * n
     natural = [max(len(headers[i]), max(map(len, columns[i]), default=0)) for i in range(n)]
     widths = list(natural)
@@ -102,12 +107,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, fle
             if excess() <= 0:
                 break
             widths[i] = max(max(4, len(headers[i])), widths[i] - excess())
-    sep = " " * gap
-    one_line = sep.join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"]).format
-    narrowed = [i for i in range(n) if widths[i] < natural[i]]
+    # A row whose cells all fit their columns is one line: one str.format. The others (and every
+    # row when cells are styled) are laid out cell by cell.
+    one_line = (" " * gap).join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"]).format
+    all_rows = [list(headers), *cells]
+    if style is None:
+        too_wide: set[int] = set()
+        for i in range(n):
+            if widths[i] < natural[i]:
+                lengths = map(len, chain([headers[i]], columns[i]))
+                too_wide.update(compress(count(), map(operator.lt, repeat(widths[i]), lengths)))
+        if not too_wide:
+            return list(map(str.rstrip, starmap(one_line, all_rows)))
     out = []
-    for ri, row in enumerate([list(headers)] + cells):
-        if style is None and all(len(row[i]) <= widths[i] for i in narrowed):
+    for ri, row in enumerate(all_rows):
+        if style is None and ri not in too_wide:
             out.append(one_line(*row).rstrip())
             continue
         parts = [_cell_lines(row[i], widths[i]) for i in range(n)]

@@ -188,10 +188,11 @@ def _load(dirs: list[Path] | None) -> Rulebook:
             _load_profiles(book, prof)
     if not book.profile_defs:
         raise ProfileError("no profiles defined", str(all_dirs[0] / PROFILES_FILE))
+    fast = _FastPath(book)   # once the profiles and parameters are known
     for d in all_dirs:
         for path in sorted(d.glob("*.toml")):
             if path.name != PROFILES_FILE:
-                _load_rules(book, path)
+                _load_rules(book, path, fast)
     for name in book.profile_defs:
         book.lineage(name)   # unknown parents and cycles fail at load
     return book
@@ -282,7 +283,7 @@ def _check_profile(book: Rulebook, name: str, spec: Any, where: str) -> None:
                            f"got {type(exclude).__name__}", where)
 
 
-def _load_rules(book: Rulebook, path: Path) -> None:
+def _load_rules(book: Rulebook, path: Path, fast: _FastPath | None = None) -> None:
     data, text = _read_toml(path)
     extra = set(data) - {"rule"}
     if extra:
@@ -291,9 +292,9 @@ def _load_rules(book: Rulebook, path: Path) -> None:
     if not isinstance(entries, list):
         raise RuleFileError("'rule' must be an array of tables ([[rule]])", str(path))
     first_line, more_lines = _lines_by_group(_ID_LINE, text)
-    rule_lines: list[int] | None = None     # found only when an entry has no id line of its own
-    fast = _FastPath(book)
+    fast = fast or _FastPath(book)
     rules = book.rules
+    rule_lines: list[int] | None = None     # found only when an entry has no id line of its own
     for i, entry in enumerate(entries):
         rid = entry.get("id") if isinstance(entry, dict) else None
         line = None
@@ -352,13 +353,13 @@ class _FastPath:
         self.profiles = book.profile_defs
         params = set(book.params) | HOST_NAMES
         self.allowed = {"value": frozenset(params | {"value"}), "when": frozenset(params)}
-        self.seen: set[tuple[str, str]] = set()          # (kind, text) of expressions that passed
+        self.seen: dict[str, set[str]] = {"value": set(), "when": set()}   # expressions that passed, by kind
         self.profile_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def _expr_ok(self, kind: str, text: Any) -> bool:
         if type(text) is not str:
             return False
-        if (kind, text) in self.seen:
+        if text in self.seen[kind]:
             return True
         if not _PLAIN_INT.fullmatch(text):   # a plain integer needs no parse to be valid
             try:
@@ -367,7 +368,7 @@ class _FastPath:
                 return False
             if not ex.names <= self.allowed[kind]:
                 return False
-        self.seen.add((kind, text))
+        self.seen[kind].add(text)
         return True
 
     def rule(self, e: Any, where: str) -> Rule | None:
@@ -403,11 +404,11 @@ class _FastPath:
             if not all(map(self.profiles.__contains__, key)):
                 return None
             known = self.profile_lists[key] = key
-        seen = self.seen
-        if expected is None or not (("value", expected) in seen or self._expr_ok("value", expected)) or not (
-                (need is None or ("value", need) in seen or self._expr_ok("value", need))
-                and (actual is None or ("value", actual) in seen or self._expr_ok("value", actual))
-                and (when is None or ("when", when) in seen or self._expr_ok("when", when))):
+        seen, seen_when = self.seen["value"], self.seen["when"]
+        if expected is None or not (expected in seen or self._expr_ok("value", expected)) or not (
+                (need is None or need in seen or self._expr_ok("value", need))
+                and (actual is None or actual in seen or self._expr_ok("value", actual))
+                and (when is None or when in seen_when or self._expr_ok("when", when))):
             return None
         return _new_rule({
             "id": rid, "title": title, "severity": severity, "fact": fact, "op": op, "expected": expected,
