@@ -17,7 +17,7 @@ import operator
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from itertools import accumulate
+from itertools import accumulate, chain
 from operator import methodcaller
 from pathlib import Path
 from typing import Any
@@ -299,7 +299,7 @@ def _load_rules(book: Rulebook, path: Path, fast: _FastPath | None = None) -> No
         rid = entry.get("id") if isinstance(entry, dict) else None
         line = None
         if isinstance(rid, str):    # the n-th entry with this id is at its n-th id line
-            lines = more_lines.get(rid)
+            lines = more_lines.get(rid) if more_lines else None
             line = first_line.pop(rid, None) if lines is None else lines.pop(0) if lines else None
         if line is None:
             if rule_lines is None:
@@ -375,22 +375,27 @@ class _FastPath:
         if type(e) is not dict or not (_REQUIRED_SET <= e.keys() <= self._FIELDS):
             return None
         texts = _TEXT_FIELDS(e)
-        optional = tuple(map(e.get, self._OPTIONAL))
         refs = e["refs"]
-        if (type(refs) is not list or not refs or not _STR_SET >= set(map(type, texts + tuple(refs)))
-                or not all(map(str.strip, texts)) or not all(map(str.strip, refs))
-                or not _STR_NONE_SET >= set(map(type, optional)) or not all(map(str.strip, filter(None, optional)))
-                or "" in optional):
+        if (type(refs) is not list or not refs or not _STR_SET >= set(map(type, chain(texts, refs)))
+                or not all(map(str.strip, chain(texts, refs)))):
             return None
+        if e.keys().isdisjoint(self._OPTIONAL):
+            actual = when = absent_reason = need = None
+        else:
+            optional = tuple(map(e.get, self._OPTIONAL))
+            if (not _STR_NONE_SET >= set(map(type, optional)) or "" in optional
+                    or not all(map(str.strip, filter(None, optional)))):
+                return None
+            actual, when, absent_reason, need = optional
         rid, title, sev, fact, op, scope, rationale = texts
         expected = e["expected"]
         if type(expected) is not str:
             expected = repr(expected) if type(expected) in (int, float, bool) else None
-        actual, when, absent_reason, need = optional
         get = e.get
-        severity = _SEVERITY_NAMES.get(sev.upper())
+        severity = _SEVERITY_WORDS.get(sev) or _SEVERITY_NAMES.get(sev.upper())
         scope_v = _SCOPES.get(scope)
-        absent = _ABSENT.get(get("absent", "skip")) if type(get("absent", "")) is str else None
+        absent = get("absent", "skip")
+        absent = _ABSENT.get(absent) if type(absent) is str else None
         section = get("section", "general")
         estimate = get("estimate", False)
         profiles = get("profiles", _BASELINE)
@@ -404,11 +409,11 @@ class _FastPath:
             if not all(map(self.profiles.__contains__, key)):
                 return None
             known = self.profile_lists[key] = key
-        seen, seen_when = self.seen["value"], self.seen["when"]
+        seen = self.seen["value"]
         if expected is None or not (expected in seen or self._expr_ok("value", expected)) or not (
                 (need is None or need in seen or self._expr_ok("value", need))
                 and (actual is None or actual in seen or self._expr_ok("value", actual))
-                and (when is None or when in seen_when or self._expr_ok("when", when))):
+                and (when is None or when in self.seen["when"] or self._expr_ok("when", when))):
             return None
         return _new_rule({
             "id": rid, "title": title, "severity": severity, "fact": fact, "op": op, "expected": expected,
@@ -424,6 +429,7 @@ _BASELINE = ["baseline"]
 _STR_SET = frozenset({str})
 _STR_NONE_SET = frozenset({str, type(None)})
 _SEVERITY_NAMES = dict(Severity.__members__)
+_SEVERITY_WORDS = {str(s): s for s in Severity}   # "warning": the usual spelling, without .upper()
 _SCOPES = {s.value: s for s in Scope}
 _PLAIN_INT = re.compile(r"0|[1-9][0-9]{0,17}")
 _RULE_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Rule))
