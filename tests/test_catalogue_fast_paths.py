@@ -341,3 +341,34 @@ def test_the_level_at_a_time_clean_pass_counts_depth_as_the_full_check_does():
                 except SnapshotError:
                     refused = True
                 assert _clean(t) is (not refused) and _clean(t, strings=False) is (not refused), (depth, leaf)
+
+
+def test_a_file_the_fast_path_takes_needs_no_tree_check_and_one_it_does_not_is_checked_first(tmp_path):
+    """check_tree is skipped only for a file of entries the fast path takes (clean by
+    construction); anything out of bounds anywhere sends the file through it, and its refusal
+    comes first, as when every file was checked on parsing."""
+    import pytest
+
+    from tuneup.inputs import check_tree, loads_toml
+
+    rule = "[[rule]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in BASE.items() if k != "expected")
+    cases = {
+        "expected = 4611686018427387904\n": None,        # 2**62: fine
+        "expected = 1.5e300\n": None,
+        "expected = " + "1" * 41 + "\n": "rule[1].expected: integer too large",
+        "expected = 9223372036854775808\n": None,         # 2**63: past the fast path, fine for check_tree
+        "expected = inf\n": "rule[1].expected: number inf is not finite",
+        "expected = -nan\n": "rule[1].expected: number nan is not finite",
+        'expected = "1"\n[x]\nbig = ' + "9" * 45 + "\n": "x.big: integer too large",
+        'expected = "1"\n[x]\nok = 1\n': "unknown top-level table(s) x",
+    }
+    for tail, message in cases.items():
+        text = rule.replace("GEN-00001", "GEN-00000") + 'expected = "1"\n' + rule + tail
+        (tmp_path / "gen.toml").write_text(text)
+        if message is None:
+            book = loader.load([tmp_path])
+            assert {"GEN-00000", "GEN-00001"} <= set(book.rules)
+            check_tree(loads_toml(text, "gen.toml", RuleFileError), "gen.toml", RuleFileError)
+        else:
+            with pytest.raises(RuleFileError, match=re.escape(message)):
+                loader.load([tmp_path])

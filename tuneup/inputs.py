@@ -233,7 +233,9 @@ def loads_json(text: str, where: str, error: type[TuneupError]) -> Any:
     return data
 
 
-def loads_toml(text: str, where: str, error: type[TuneupError]) -> dict[str, Any]:
+def loads_toml(text: str, where: str, error: type[TuneupError], check: bool = True) -> dict[str, Any]:
+    """The parsed TOML, checked with check_tree (unless check=False: the caller then either proves
+    the tree clean itself or calls check_toml_tree before anything else may refuse it)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -248,7 +250,18 @@ def loads_toml(text: str, where: str, error: type[TuneupError]) -> dict[str, Any
         m = re.search(r"\d{%d,}" % MAX_INT_DIGITS, text)
         raise error(f"invalid TOML: integer longer than {MAX_INT_DIGITS} digits",
                     f"{where}:{_line_col(text, m.start())}" if m else where) from None
-    # A TOML parser refuses escapes of surrogates (\ud800 is not a Unicode scalar value), so the
-    # strings of a tree parsed from text without any hold none: searched once here, not per string.
-    check_tree(data, where, error, root="", strings=not text.isascii() and bool(_SURROGATE.search(text)))
+    if check:
+        check_toml_tree(data, text, where, error)
     return data
+
+
+def check_toml_tree(data: Any, text: str, where: str, error: type[TuneupError]) -> None:
+    """check_tree for a tree loads_toml(text, check=False) gave."""
+    check_tree(data, where, error, root="", strings=toml_may_hold_surrogates(text))
+
+
+def toml_may_hold_surrogates(text: str) -> bool:
+    """Whether a tree parsed from this TOML text may hold lone surrogates. A TOML parser refuses
+    escapes of surrogates (\\ud800 is not a Unicode scalar value), so only text that holds one
+    itself can give one: searched once here, not string by string in the tree."""
+    return not text.isascii() and bool(_SURROGATE.search(text))
