@@ -85,6 +85,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, fle
     Linear in the cells, with the per-cell loops in C where it can be: a row whose cells all fit
     their columns (every row of a column that was not narrowed) is one str.format."""
     n = len(headers)
+    rows = rows if isinstance(rows, (list, tuple)) else list(rows)
     cells = rows if _STR_ONLY >= set(map(type, chain.from_iterable(rows))) else [list(map(str, r)) for r in rows]
     columns = list(zip(*cells)) if cells else [()] * n
     natural = [max(len(headers[i]), max(map(len, columns[i]), default=0)) for i in range(n)]
