@@ -372,3 +372,17 @@ def test_a_file_the_fast_path_takes_needs_no_tree_check_and_one_it_does_not_is_c
         else:
             with pytest.raises(RuleFileError, match=re.escape(message)):
                 loader.load([tmp_path])
+
+
+def test_lines_are_counted_at_newlines_only_as_the_toml_parser_counts_them(tmp_path):
+    """A title may hold U+2028 or U+0085 (TOML allows them in strings): str.splitlines() took them
+    for line breaks and put the next rule's errors two lines too low."""
+    entry = "".join(f"{k} = {_toml(v)}\n" for k, v in BASE.items() if k not in ("id", "title"))
+    text = ('[[rule]]\nid = "A-ONE"\ntitle = "a\u2028b\u0085c"\n' + entry
+            + '\n[[rule]]\nid = "A-TWO"\ntitle = "t"\n' + entry.replace('"warning"', '"bad"'))
+    (tmp_path / "x.toml").write_bytes(text.encode())
+    at = text[: text.index('id = "A-TWO"')].count("\n") + 1
+    import pytest
+
+    with pytest.raises(RuleFileError, match=re.escape(f"x.toml:{at}: rule A-TWO: severity must be")):
+        loader.load([tmp_path])
