@@ -49,3 +49,30 @@ def test_listings_of_generated_rules_name_their_profiles(tmp_path):
     assert all("web" in r["profiles"] for r in gen)
     md = catalogue.rules_list(book, rules, "markdown")
     assert md.count("### GEN-") == 2000
+
+
+def test_a_bad_rule_among_20000_is_refused_with_its_file_and_line(tmp_path):
+    """The fast paths of loading many rules leave refusing to the full check: one bad entry in the
+    middle of 20,000 is a one-line error naming its file and line, exit 2 (real CLI)."""
+    import subprocess
+
+    from conftest import tuneup_cmd
+
+    good = "".join(RULE.format(i=i) for i in range(20000))
+    start = good.index('id = "GEN-13579"')
+    end = good.index("[[rule]]", start)
+    at = good[:start].count("\n") + 1
+    cases = {   # (what the rule says, what it says instead): the message
+        ('severity = "info"', 'severity = "fatal"'): "severity must be info, warning or critical, not 'fatal'",
+        ('expected = "13579"', 'expected = "connections +"'): "expected: invalid expression",
+        ('profiles = ["web"]', 'profiles = ["nope"]'): "unknown profile 'nope'",
+        ('scope = "netns"', 'scope = "netns"\nabsent = ["skip"]'): "absent must be pass, skip or fail",
+    }
+    for (was, bad), message in cases.items():
+        assert was in good[start:end]
+        (tmp_path / "gen.toml").write_text(good[:start] + good[start:end].replace(was, bad) + good[end:])
+        out = subprocess.run([*tuneup_cmd(), "rules", "list", "--rules-dir", str(tmp_path)],
+                             capture_output=True, text=True)
+        assert out.returncode == 2, (bad, out.stderr)
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"gen.toml:{at}: rule GEN-13579: {message}" in out.stderr, (bad, out.stderr)

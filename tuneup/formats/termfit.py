@@ -7,10 +7,12 @@ characters, so no escape sequence changes the width). Colour is applied after th
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import textwrap
 from collections.abc import Callable, Sequence
+from itertools import chain, compress, count, repeat, starmap
 
 DEFAULT_WIDTH = 100      # output that goes to a file or a pipe without $COLUMNS
 MIN_WIDTH = 40
@@ -64,6 +66,9 @@ def fit_block(text: str, width: int) -> str:
     return "\n".join(out)
 
 
+_STR_ONLY = frozenset({str})
+
+
 def _cell_lines(text: str, width: int) -> list[str]:
     if len(text) <= width:
         return [text]
@@ -75,29 +80,51 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, fle
     """Rows laid out in columns no wider than `width` in total. Columns listed in `flex` (by index,
     first shrinks first) give up room first, down to their longest word; then every column does;
     only when single tokens cannot fit are they broken. style(row, col, padded_text) may colour a
-    cell after layout (row -1 is the header)."""
+    cell after layout (row -1 is the header).
+
+    Linear in the cells, with the per-cell loops in C where it can be: a row whose cells all fit
+    their columns (every row of a column that was not narrowed) is one str.format."""
     n = len(headers)
-    cells = [[str(c) for c in r] for r in rows]
-    natural = [max([len(headers[i])] + [len(r[i]) for r in cells]) for i in range(n)]
-    longest = [max([len(headers[i])] + [len(w) for r in cells for w in r[i].split()]) for i in range(n)]
+    rows = rows if isinstance(rows, (list, tuple)) else list(rows)
+    cells = rows if _STR_ONLY >= set(map(type, chain.from_iterable(rows))) else [list(map(str, r)) for r in rows]
+    columns = list(zip(*cells)) if cells else [()] * n
+    natural = [max(len(headers[i]), max(map(len, columns[i]), default=0)) for i in range(n)]
     widths = list(natural)
     room = width - gap * (n - 1)
 
     def excess() -> int:
         return sum(widths) - room
 
+    def longest(i: int) -> int:   # the longest word of a column: only asked for when it must narrow
+        return max([len(headers[i])] + [len(w) for c in columns[i] for w in c.split()])
+
     order = list(flex) + [i for i in range(n) if i not in flex]
     for i in order:
         if excess() <= 0:
             break
-        widths[i] = max(longest[i], widths[i] - excess())
+        widths[i] = max(longest(i), widths[i] - excess())
     if excess() > 0:   # single tokens too wide: break them, widest column first
         for i in sorted(range(n), key=lambda i: -widths[i]):
             if excess() <= 0:
                 break
             widths[i] = max(max(4, len(headers[i])), widths[i] - excess())
+    # A row whose cells all fit their columns is one line: one str.format. The others (and every
+    # row when cells are styled) are laid out cell by cell.
+    one_line = (" " * gap).join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"]).format
+    all_rows = [list(headers), *cells]
+    if style is None:
+        too_wide: set[int] = set()
+        for i in range(n):
+            if widths[i] < natural[i]:
+                lengths = map(len, chain([headers[i]], columns[i]))
+                too_wide.update(compress(count(), map(operator.lt, repeat(widths[i]), lengths)))
+        if not too_wide:
+            return list(map(str.rstrip, starmap(one_line, all_rows)))
     out = []
-    for ri, row in enumerate([list(headers)] + cells):
+    for ri, row in enumerate(all_rows):
+        if style is None and ri not in too_wide:
+            out.append(one_line(*row).rstrip())
+            continue
         parts = [_cell_lines(row[i], widths[i]) for i in range(n)]
         height = max(len(p) for p in parts)
         for k in range(height):

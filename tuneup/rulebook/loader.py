@@ -10,15 +10,22 @@ file and line of the rule, not the audit.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
+import math
+import operator
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from itertools import accumulate, chain
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
+from tuneup import gcpause
 from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
-from tuneup.inputs import loads_toml, read_text
+from tuneup.inputs import check_toml_tree, loads_toml, read_text, toml_may_hold_surrogates
 from tuneup.model import FixSpec, Hint, Param, Profile, Rule, Scope, Severity, Status
 from tuneup.rulebook.expr import Expr
 from tuneup.rulebook.ops import OPERATORS
@@ -34,7 +41,10 @@ _RULE_FIELDS = {
     "actual", "when", "absent", "absent_reason", "profiles", "fix", "hints", "need", "estimate",
 }
 _REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
-_ID_LINE = re.compile(r"""^id\s*=\s*["']([^"']+)["']""")
+# `id = "X"` and `[[rule]]` lines (spaces around them; [^\S\n] is whitespace but a newline), found
+# in "\n" + text: a pattern that starts with a newline is searched for quickly.
+_ID_LINE = re.compile(r"""\n[^\S\n]*id[^\S\n]*=[^\S\n]*["']([^"'\n]+)["']""")
+_RULE_LINE = re.compile(r"\n[^\S\n]*(\[\[rule\]\])[^\S\n]*(?=\n|\Z)")
 _ABSENT = {"pass": Status.PASS, "skip": Status.SKIP, "fail": Status.FAIL}
 # Largest parameter value (profiles.toml, tuneup.toml [params], --set): integers stay exact as floats
 # and every threshold computed from them stays far from overflow.
@@ -164,6 +174,11 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
 
 def load(dirs: list[Path] | None = None) -> Rulebook:
     """Load the built-in rules, then each extra directory (later ones may add rules/profiles)."""
+    with gcpause.paused():   # millions of objects, no cycles (tuneup.gcpause)
+        return _load(dirs)
+
+
+def _load(dirs: list[Path] | None) -> Rulebook:
     book = Rulebook()
     all_dirs = [builtin_dir("rules"), *(dirs or [])]
     for d in all_dirs:
@@ -174,10 +189,11 @@ def load(dirs: list[Path] | None = None) -> Rulebook:
             _load_profiles(book, prof)
     if not book.profile_defs:
         raise ProfileError("no profiles defined", str(all_dirs[0] / PROFILES_FILE))
+    fast = _FastPath(book)   # once the profiles and parameters are known
     for d in all_dirs:
         for path in sorted(d.glob("*.toml")):
             if path.name != PROFILES_FILE:
-                _load_rules(book, path)
+                _load_rules(book, path, fast)
     for name in book.profile_defs:
         book.lineage(name)   # unknown parents and cycles fail at load
     return book
@@ -268,32 +284,200 @@ def _check_profile(book: Rulebook, name: str, spec: Any, where: str) -> None:
                            f"got {type(exclude).__name__}", where)
 
 
-def _load_rules(book: Rulebook, path: Path) -> None:
-    data, text = _read_toml(path)
+def _load_rules(book: Rulebook, path: Path, fast: _FastPath | None = None) -> None:
+    text = read_text(path, RuleFileError)
+    data = loads_toml(text, str(path), RuleFileError, check=False)
+    first_line, more_lines = _lines_by_group(_ID_LINE, text)
+    fast = fast or _FastPath(book)
+    built = fast.file(data, text, first_line, more_lines, str(path))
+    if built is not None:
+        book.rules.update(built)
+        return
+    # as loads_toml would have, before anything else refuses the file
+    check_toml_tree(data, text, str(path), RuleFileError)
     extra = set(data) - {"rule"}
     if extra:
         raise RuleFileError(f"unknown top-level table(s) {', '.join(sorted(extra))}; expected [[rule]]", str(path))
     entries = data.get("rule", [])
     if not isinstance(entries, list):
         raise RuleFileError("'rule' must be an array of tables ([[rule]])", str(path))
-    rule_lines: list[int] = []
-    id_lines: dict[str, list[int]] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if stripped == "[[rule]]":
-            rule_lines.append(n)
-        elif stripped.startswith("id") and (m := _ID_LINE.match(stripped)):
-            id_lines.setdefault(m.group(1), []).append(n)
+    rules = book.rules
+    rule_lines: list[int] | None = None     # found only when an entry has no id line of its own
     for i, entry in enumerate(entries):
-        line = rule_lines[i] if i < len(rule_lines) else 1
         rid = entry.get("id") if isinstance(entry, dict) else None
-        if isinstance(rid, str) and id_lines.get(rid):
-            line = id_lines[rid].pop(0)   # the n-th entry with this id is at its n-th id line
+        line = None
+        if isinstance(rid, str):    # the n-th entry with this id is at its n-th id line
+            lines = more_lines.get(rid) if more_lines else None
+            line = first_line.pop(rid, None) if lines is None else lines.pop(0) if lines else None
+        if line is None:
+            if rule_lines is None:
+                rule_lines = _line_numbers(_RULE_LINE, text)
+            line = rule_lines[i] if i < len(rule_lines) else 1
         where = f"{path}:{line}"
-        rule = _build_rule(entry, where, book)
-        if rule.id in book.rules:
-            raise RuleFileError(f"rule {rule.id} already defined at {book.rules[rule.id].origin}", where)
-        book.rules[rule.id] = rule
+        rule = fast.rule(entry, where) or _build_rule(entry, where, book)
+        if rule.id in rules:
+            raise RuleFileError(f"rule {rule.id} already defined at {rules[rule.id].origin}", where)
+        rules[rule.id] = rule
+
+
+def _line_numbers(pattern: re.Pattern[str], text: str) -> list[int]:
+    """Line numbers (1-based) of the matches of a multi-line pattern with one group, in order."""
+    return _lines_and_groups(pattern, text)[0]
+
+
+def _lines_and_groups(pattern: re.Pattern[str], text: str) -> tuple[list[int], list[str]]:
+    # The pattern starts with the newline before its line (one newline only). split() puts its
+    # group between the stretches of text around the matches: the newlines of the stretches
+    # before the k-th match, plus the k matched ones, less the one put in front, give the line
+    # of the k-th match's line less one. Every loop in C.
+    parts = pattern.split("\n" + text)
+    counts = accumulate(map(methodcaller("count", "\n"), parts[:-1:2]))
+    return list(map(operator.add, counts, itertools.count(1))), parts[1::2]
+
+
+def _lines_by_group(pattern: re.Pattern[str], text: str) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Where each match of the pattern is, by its group: {group: line} when each group is matched
+    once, and {group: [line, ...]} for the groups matched more than once."""
+    lines, groups = _lines_and_groups(pattern, text)
+    first = dict(zip(groups, lines))
+    more: dict[str, list[int]] = {}
+    if len(first) < len(groups):
+        for g, n in zip(groups, lines):
+            more.setdefault(g, []).append(n)
+        more = {g: ns for g, ns in more.items() if len(ns) > 1}
+    return first, more
+
+
+class _FastPath:
+    """_build_rule for the ordinary entry, in a few C-level checks per field: every field a string
+    of the right kind, no fix or hints, expressions already seen (or plain integers). It returns
+    None whenever anything differs from that, and _build_rule then decides, with its messages; so
+    what it accepts is exactly what _build_rule accepts, built into an equal Rule (tested)."""
+
+    _FIELDS = frozenset(_RULE_FIELDS - {"fix", "hints"})
+    _OPTIONAL = ("actual", "when", "absent_reason", "need")
+
+    def __init__(self, book: Rulebook) -> None:
+        self.profiles = book.profile_defs
+        params = set(book.params) | HOST_NAMES
+        self.allowed = {"value": frozenset(params | {"value"}), "when": frozenset(params)}
+        self.seen: dict[str, set[str]] = {"value": set(), "when": set()}   # expressions that passed, by kind
+        self.profile_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.rules = book.rules
+
+    def file(self, data: dict[str, Any], text: str, first_line: dict[str, int], more_lines: dict[str, list[int]],
+             path: str) -> dict[str, Rule] | None:
+        """{id: rule} for a file of [[rule]] entries that rule() takes, each on an id line of its
+        own, with ids new to the rulebook; None for any other file (it is then checked and built
+        entry by entry, and refused where it is wrong).
+
+        Such a file is clean by construction, so check_tree (about a tenth of loading) is not run
+        on it: its values are strings, lists of strings, booleans and `expected` numbers that
+        rule() bounds; nothing nests deeper than [[rule]].refs; and no string holds a surrogate
+        when the text holds none."""
+        entries = data.get("rule")
+        if len(data) != 1 or type(entries) is not list or more_lines or toml_may_hold_surrogates(text):
+            return None
+        out: dict[str, Rule] = {}
+        line_of, rule = first_line.get, self.rule
+        for e in entries:
+            rid = e.get("id") if type(e) is dict else None
+            line = line_of(rid) if type(rid) is str else None
+            built = rule(e, f"{path}:{line}") if line is not None else None
+            if built is None or rid in out:
+                return None
+            out[rid] = built
+        return out if self.rules.keys().isdisjoint(out) else None
+
+    def _expr_ok(self, kind: str, text: Any) -> bool:
+        if type(text) is not str:
+            return False
+        if text in self.seen[kind]:
+            return True
+        if not _PLAIN_INT.fullmatch(text):   # a plain integer needs no parse to be valid
+            try:
+                ex = compile_expr(text)
+            except ExprError:
+                return False
+            if not ex.names <= self.allowed[kind]:
+                return False
+        self.seen[kind].add(text)
+        return True
+
+    def rule(self, e: Any, where: str) -> Rule | None:
+        if type(e) is not dict or not (_REQUIRED_SET <= e.keys() <= self._FIELDS):
+            return None
+        texts = _TEXT_FIELDS(e)
+        refs = e["refs"]
+        if (type(refs) is not list or not refs or not _STR_SET >= set(map(type, chain(texts, refs)))
+                or not all(map(str.strip, chain(texts, refs)))):
+            return None
+        if e.keys().isdisjoint(self._OPTIONAL):
+            actual = when = absent_reason = need = None
+        else:
+            optional = tuple(map(e.get, self._OPTIONAL))
+            if (not _STR_NONE_SET >= set(map(type, optional)) or "" in optional
+                    or not all(map(str.strip, filter(None, optional)))):
+                return None
+            actual, when, absent_reason, need = optional
+        rid, title, sev, fact, op, scope, rationale = texts
+        expected = e["expected"]
+        if type(expected) is not str:   # a number within what check_tree lets through (see file())
+            ok = type(expected) is bool or type(expected) is int and -_BIG < expected < _BIG or \
+                type(expected) is float and math.isfinite(expected)
+            expected = repr(expected) if ok else None
+        get = e.get
+        severity = _SEVERITY_WORDS.get(sev) or _SEVERITY_NAMES.get(sev.upper())
+        scope_v = _SCOPES.get(scope)
+        absent = get("absent", "skip")
+        absent = _ABSENT.get(absent) if type(absent) is str else None
+        section = get("section", "general")
+        estimate = get("estimate", False)
+        profiles = get("profiles", _BASELINE)
+        if (severity is None or scope_v is None or absent is None or op not in OPERATORS
+                or not RULE_ID.match(rid) or type(section) is not str or type(estimate) is not bool
+                or type(profiles) is not list or not _STR_SET >= set(map(type, profiles))):
+            return None
+        key = tuple(profiles)
+        known = self.profile_lists.get(key)
+        if known is None:
+            if not all(map(self.profiles.__contains__, key)):
+                return None
+            known = self.profile_lists[key] = key
+        seen = self.seen["value"]
+        if expected is None or not (expected in seen or self._expr_ok("value", expected)) or not (
+                (need is None or need in seen or self._expr_ok("value", need))
+                and (actual is None or actual in seen or self._expr_ok("value", actual))
+                and (when is None or when in self.seen["when"] or self._expr_ok("when", when))):
+            return None
+        return _new_rule({
+            "id": rid, "title": title, "severity": severity, "fact": fact, "op": op, "expected": expected,
+            "scope": scope_v, "rationale": rationale, "refs": tuple(refs), "section": section,
+            "actual": actual, "when": when, "absent": absent, "absent_reason": absent_reason,
+            "profiles": known, "fix": None, "origin": where, "hints": (), "need": need, "estimate": estimate,
+        })
+
+
+_REQUIRED_SET = frozenset(_REQUIRED)
+_TEXT_FIELDS = operator.itemgetter("id", "title", "severity", "fact", "op", "scope", "rationale")
+_BASELINE = ["baseline"]
+_BIG = 2**63
+_STR_SET = frozenset({str})
+_STR_NONE_SET = frozenset({str, type(None)})
+_SEVERITY_NAMES = dict(Severity.__members__)
+_SEVERITY_WORDS = {str(s): s for s in Severity}   # "warning": the usual spelling, without .upper()
+_SCOPES = {s.value: s for s in Scope}
+_PLAIN_INT = re.compile(r"0|[1-9][0-9]{0,17}")
+_RULE_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Rule))
+
+
+def _new_rule(values: dict[str, Any]) -> Rule:
+    """Rule(**values) without the frozen dataclass's __init__ (one object.__setattr__ per field,
+    about 7x the cost): Rule has no __post_init__ and no default factories, so setting the fields
+    directly makes an equal object. Every field must be given (tested against Rule(**values))."""
+    rule = object.__new__(Rule)
+    rule.__dict__.update(values)
+    return rule
 
 
 def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
@@ -330,7 +514,7 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
     if op not in OPERATORS:
         raise RuleFileError(f"{label}: unknown operator {op!r} (known: {', '.join(OPERATORS)})", where)
     absent = e.get("absent", "skip")
-    if absent not in _ABSENT:
+    if not isinstance(absent, str) or absent not in _ABSENT:   # a list is not hashable
         raise RuleFileError(f"{label}: absent must be pass, skip or fail, not {absent!r}", where)
     refs = e["refs"]
     if not isinstance(refs, list) or not refs or not all(isinstance(r, str) and r.strip() for r in refs):
