@@ -267,4 +267,4 @@ def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names:
     from tuneup.facts.collect import collect, resolve_targets
 
     return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service, sample=sample,
-                   app_configs=app_configs)
+                   app_configs=app_configs, only_wanted=True)
