@@ -145,11 +145,12 @@ RamOpt = Annotated[Optional[str], typer.Option("--ram", help="With --root: the R
 def _tree_options(root: Optional[Path], kernel: Optional[str], ram: Optional[str],
                   sets: dict[str, Union[int, float]]) -> tuple[Optional[str], Optional[int]]:
     """--kernel and --ram (or --set ram_bytes=) for a tree audit; they mean nothing without --root."""
-    from tuneup.kdefaults import parse_size
-
     ram_set = sets.pop("ram_bytes", None) if root is not None else None
     if root is None and (kernel or ram):
         raise UsageError("describes the machine a tree boots on: give --root DIR", "--kernel" if kernel else "--ram")
+    if ram:
+        from tuneup.kdefaults import parse_size
+
     ram_bytes = parse_size(ram, "--ram") if ram else (int(ram_set) if ram_set else None)
     if ram_bytes is not None and ram_bytes <= 0:
         raise UsageError("must be a positive size", "--ram")

@@ -105,14 +105,28 @@ class Expr:
         except RecursionError:
             raise ExprError(f"expression nested too deeply: {text!r}") from None
 
-    def _fold_constants(self, node: ast.AST) -> None:
+    @staticmethod
+    def _mark_dynamic(node: ast.AST, dynamic: set[int]) -> bool:
+        """Put in `dynamic` the id of every node whose subtree holds a name or a fact()/has() call
+        (one walk, bottom up, instead of one ast.walk per node)."""
+        d = isinstance(node, ast.Name) or isinstance(node, ast.Call) and node.func.id in CONTEXT_FUNCTIONS
+        for child in ast.iter_child_nodes(node):
+            if Expr._mark_dynamic(child, dynamic):
+                d = True
+        if d:
+            dynamic.add(id(node))
+        return d
+
+    def _fold_constants(self, node: ast.AST, dynamic: set[int] | None = None) -> None:
         """Evaluate every constant part (no names, no facts) once, at load time, so that a constant
         too large to compute (`(9**64)**64`) is a load error, not a failing audit."""
+        if dynamic is None:
+            dynamic = set()
+            self._mark_dynamic(node, dynamic)
         if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Tuple, ast.List, ast.Compare,
                                  ast.BoolOp, ast.IfExp, ast.Subscript)):
             return
-        if not any(isinstance(n, ast.Name) or isinstance(n, ast.Call) and n.func.id in CONTEXT_FUNCTIONS
-                   for n in ast.walk(node)):
+        if id(node) not in dynamic:
             try:
                 _Eval({}, None, None, self.text).run(node)
             except ExprTooLarge:
@@ -121,7 +135,7 @@ class Expr:
                 pass
             return
         for child in ast.iter_child_nodes(node):
-            self._fold_constants(child)
+            self._fold_constants(child, dynamic)
 
     def _check(self, node: ast.AST) -> None:
         if isinstance(node, ast.Constant):
