@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from tuneup.compat import StrEnum
+from tuneup.record import Record
 
 # RLIM_INFINITY as the kernel reports it; "unlimited" in /proc/PID/limits.
 RLIM_INFINITY = 2**64 - 1
@@ -43,8 +44,8 @@ class Scope(StrEnum):
     LISTENER = "listener"  # a property of a listening socket, evaluated per listener observed
 
 
-@dataclass(frozen=True)
-class Fact:
+@dataclass(frozen=True, eq=False, repr=False)
+class Fact(Record):
     """One observed value. value None with error None means: absent on this host."""
 
     key: str
@@ -57,15 +58,17 @@ class Fact:
         return self.value is None and self.error is None
 
 
-@dataclass(frozen=True)
-class FixSpec:
+@dataclass(frozen=True, eq=False, repr=False)
+class FixSpec(Record):
+    """How the fix for a rule is written: the kind of file, the key, and the value expression."""
+
     kind: str                 # "sysctl" | "limits" | "systemd" | "modprobe"
     key: str                  # sysctl key, "nofile", "LimitNOFILE", ...
     value: str                # expression; may use `expected`
 
 
-@dataclass(frozen=True)
-class Hint:
+@dataclass(frozen=True, eq=False, repr=False)
+class Hint(Record):
     """Extra advice appended to a failure message when `when` (an expression over value, expected,
     params, host values and facts) holds; `text` may name {value} and {expected}."""
 
@@ -73,8 +76,10 @@ class Hint:
     when: str | None = None
 
 
-@dataclass(frozen=True)
-class Rule:
+@dataclass(frozen=True, eq=False, repr=False)
+class Rule(Record):
+    """One check, as data: the fact it reads, the operator and the expected expression (rules/*.toml)."""
+
     id: str
     title: str
     severity: Severity
@@ -101,16 +106,20 @@ class Rule:
     estimate: bool = False
 
 
-@dataclass(frozen=True)
-class Param:
+@dataclass(frozen=True, eq=False, repr=False)
+class Param(Record):
+    """A profile parameter declared in profiles.toml: its default, or the expression it is derived by."""
+
     name: str
     default: int | float
     description: str
     derive: str | None = None   # expression over other parameters (a rate from a time constant)
 
 
-@dataclass(frozen=True)
-class Profile:
+@dataclass(frozen=True, eq=False, repr=False)
+class Profile(Record):
+    """A resolved profile: inherited parameter defaults plus its own and --set values."""
+
     name: str
     description: str
     extends: str | None
@@ -134,8 +143,10 @@ class Snapshot:
         return self.facts.get(key)
 
 
-@dataclass(frozen=True)
-class Finding:
+@dataclass(frozen=True, eq=False, repr=False)
+class Finding(Record):
+    """The verdict of one rule on one snapshot (per target for process and listener rules)."""
+
     rule: str
     key: str
     status: Status
@@ -155,8 +166,10 @@ class Finding:
     how: str = ""             # one line: how to fix it ("" = tuneup cannot fix it by config)
 
 
-@dataclass(frozen=True)
-class Report:
+@dataclass(frozen=True, eq=False, repr=False)
+class Report(Record):
+    """Every finding of one audited host, with the profile and parameters it was judged by."""
+
     profile: str
     params: dict[str, int | float]
     host: dict[str, Any]
@@ -274,8 +287,8 @@ class FleetSummary:
         return [self.rows[i] for i in self.host_order()]
 
 
-@dataclass(frozen=True)
-class Fleet:
+@dataclass(frozen=True, eq=False, repr=False)
+class Fleet(Record):
     """Reports of many hosts audited with the same rules, profile and parameters."""
 
     profile: str

@@ -15,6 +15,7 @@ from pathlib import Path
 from tuneup import engine
 from tuneup.errors import SnapshotError, UsageError
 from tuneup.model import Fleet, Profile, Report, Rule, Snapshot
+from tuneup.record import Record
 from tuneup.waivers import Waiver
 from tuneup.waivers import apply as apply_waivers
 from tuneup.waivers import check_rules
@@ -22,8 +23,8 @@ from tuneup.waivers import check_rules
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True)
-class Plan:
+@dataclass(frozen=True, eq=False, repr=False)
+class Plan(Record):
     """Everything that is the same for every host of a run."""
 
     book: object               # tuneup.rulebook.loader.Rulebook

@@ -27,6 +27,7 @@ from typing import Any
 from tuneup.errors import TuneupError
 from tuneup.inputs import loads_toml, read_text
 from tuneup.model import Report, Status
+from tuneup.record import Record
 from tuneup.textsafe import printable
 
 _FIELDS = {"rule", "reason", "expires", "hosts"}
@@ -38,8 +39,8 @@ class WaiverError(TuneupError):
     kind = "waiver file"
 
 
-@dataclass(frozen=True)
-class Waiver:
+@dataclass(frozen=True, eq=False, repr=False)
+class Waiver(Record):
     rule: str                      # id or glob, upper case
     reason: str
     expires: _dt.date

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tuneup.errors import TuneupError
 from tuneup.model import RLIM_INFINITY, Fact, Value
+from tuneup.record import Record
 from tuneup.textsafe import printable
 
 SYSCTL_DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
@@ -65,8 +66,8 @@ class ConfigFileError(TuneupError):
 # procps `sysctl --system` (4.0.2) differs: it reads dot-files too, applies every line in order
 # (no cancelling "-key"), and applies /etc/sysctl.conf last even when 99-sysctl.conf links to it.
 
-@dataclass(frozen=True)
-class Assignment:
+@dataclass(frozen=True, eq=False, repr=False)
+class Assignment(Record):
     """One line of a sysctl.d file. value None: a "-key" line that only excludes key from globs."""
 
     key: str
@@ -154,8 +155,8 @@ def parse_sysctl(text: str, source: str) -> list[Assignment]:
     return out
 
 
-@dataclass(frozen=True)
-class BootValue:
+@dataclass(frozen=True, eq=False, repr=False)
+class BootValue(Record):
     """What the next boot writes to one key, and every assignment that was considered."""
 
     key: str
@@ -213,8 +214,8 @@ def resolve(assignments: list[Assignment], key: str, applier: str = "systemd") -
     return BootValue(key, winner.value or "", winner, tuple(seen))
 
 
-@dataclass(frozen=True)
-class ConfFile:
+@dataclass(frozen=True, eq=False, repr=False)
+class ConfFile(Record):
     name: str       # basename: the sort key
     path: Path      # where it is read from (inside root)
     shown: str      # how findings name it
@@ -413,8 +414,8 @@ def module_at_boot(root: Path, mod: str, release: str | None = None) -> tuple[bo
 TUNED_DIRS = ("etc/tuned", "usr/lib/tuned")
 
 
-@dataclass(frozen=True)
-class TunedValue:
+@dataclass(frozen=True, eq=False, repr=False)
+class TunedValue(Record):
     key: str
     value: str
     where: str
@@ -645,8 +646,8 @@ _DOMAIN = re.compile(r"^(\*|%?@?[A-Za-z0-9_.][A-Za-z0-9_.$-]*|%|[0-9]*:[0-9]*|@?
 _LIMIT_VALUE = re.compile(r"^(-?[0-9]+|unlimited|infinity|-1)$")
 
 
-@dataclass(frozen=True)
-class LimitEntry:
+@dataclass(frozen=True, eq=False, repr=False)
+class LimitEntry(Record):
     domain: str
     type: str       # soft | hard | -
     item: str

@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from tuneup.record import Record
+
 # the TcpExt fields that matter for many connections (tuning.md, "Observing a live server")
 IMPORTANT_TCPEXT = (
     "ListenOverflows", "ListenDrops", "TCPTimeWaitOverflow", "TCPAbortOnMemory", "SyncookiesSent",
@@ -26,8 +28,8 @@ IMPORTANT_TCPEXT = (
 )
 
 
-@dataclass(frozen=True)
-class Counters:
+@dataclass(frozen=True, eq=False, repr=False)
+class Counters(Record):
     sockstat: dict[str, dict[str, int]]
     netstat: dict[str, dict[str, int]]
     snmp: dict[str, dict[str, int]]
@@ -35,8 +37,8 @@ class Counters:
     errors: dict[str, str] = field(default_factory=dict)   # file -> why it could not be read
 
 
-@dataclass(frozen=True)
-class Sample:
+@dataclass(frozen=True, eq=False, repr=False)
+class Sample(Record):
     seconds: float
     delta: dict[str, dict[str, int]]      # {"TcpExt": {...}, "Tcp": {...}}
     rate: dict[str, dict[str, float]]     # delta / seconds

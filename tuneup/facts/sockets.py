@@ -50,6 +50,8 @@ import struct
 import sys
 from dataclasses import dataclass, field
 
+from tuneup.record import Record
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLMSG_ERROR = 2
@@ -100,8 +102,8 @@ class NetlinkUnavailable(OSError):
     """inet_diag could not be used; the message says which step failed and why."""
 
 
-@dataclass(frozen=True)
-class Listener:
+@dataclass(frozen=True, eq=False, repr=False)
+class Listener(Record):
     local: str                      # "127.0.0.1:80", "[::1]:80"
     backlog: int | None             # effective backlog (Send-Q); None from /proc
     queue: int                      # current accept queue (Recv-Q)
@@ -117,8 +119,8 @@ class Listener:
                 "process": self.process}
 
 
-@dataclass(frozen=True)
-class Destination:
+@dataclass(frozen=True, eq=False, repr=False)
+class Destination(Record):
     remote: str                     # "10.0.0.5:443", "[2001:db8::1]:443"
     in_use: int
     share: float                    # in_use / size of the ephemeral range
@@ -127,8 +129,8 @@ class Destination:
         return {"remote": self.remote, "in_use": self.in_use, "share": self.share}
 
 
-@dataclass(frozen=True)
-class Ephemeral:
+@dataclass(frozen=True, eq=False, repr=False)
+class Ephemeral(Record):
     range: tuple[int, int]
     in_use: int
     destinations: tuple[Destination, ...]
@@ -143,8 +145,8 @@ class Ephemeral:
                 "destinations": [d.as_dict() for d in self.destinations]}
 
 
-@dataclass(frozen=True)
-class Census:
+@dataclass(frozen=True, eq=False, repr=False)
+class Census(Record):
     states: dict[str, int]
     listeners: tuple[Listener, ...]
     ephemeral: Ephemeral
