@@ -99,30 +99,17 @@ class Expr:
         self.names: set[str] = set()
         self._keys: set[str] = set()   # fact()/has() keys, gathered by _check's walk
         try:
-            self._check(tree.body)
+            dynamic: set[int] = set()
+            self._check(tree.body, dynamic)
             self._tree = tree.body
-            self._fold_constants(tree.body)
+            self._fold_constants(tree.body, dynamic)
         except RecursionError:
             raise ExprError(f"expression nested too deeply: {text!r}") from None
 
-    @staticmethod
-    def _mark_dynamic(node: ast.AST, dynamic: set[int]) -> bool:
-        """Put in `dynamic` the id of every node whose subtree holds a name or a fact()/has() call
-        (one walk, bottom up, instead of one ast.walk per node)."""
-        d = isinstance(node, ast.Name) or isinstance(node, ast.Call) and node.func.id in CONTEXT_FUNCTIONS
-        for child in ast.iter_child_nodes(node):
-            if Expr._mark_dynamic(child, dynamic):
-                d = True
-        if d:
-            dynamic.add(id(node))
-        return d
-
-    def _fold_constants(self, node: ast.AST, dynamic: set[int] | None = None) -> None:
+    def _fold_constants(self, node: ast.AST, dynamic: set[int]) -> None:
         """Evaluate every constant part (no names, no facts) once, at load time, so that a constant
-        too large to compute (`(9**64)**64`) is a load error, not a failing audit."""
-        if dynamic is None:
-            dynamic = set()
-            self._mark_dynamic(node, dynamic)
+        too large to compute (`(9**64)**64`) is a load error, not a failing audit. `dynamic`: the ids
+        of the nodes whose subtree holds a name or a fact()/has() call (from _check's walk)."""
         if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Tuple, ast.List, ast.Compare,
                                  ast.BoolOp, ast.IfExp, ast.Subscript)):
             return
@@ -137,7 +124,11 @@ class Expr:
         for child in ast.iter_child_nodes(node):
             self._fold_constants(child, dynamic)
 
-    def _check(self, node: ast.AST) -> None:
+    def _check(self, node: ast.AST, dynamic: set[int]) -> bool:
+        """Refuse what the language does not allow; gather names and fact keys. Returns whether the
+        subtree holds a name (a call's function name included) or fact()/has(), and puts the ids of
+        such nodes in `dynamic`."""
+        d = False
         if isinstance(node, ast.Constant):
             v = node.value
             if not isinstance(v, (int, float, str, bool)) or v is None:
@@ -148,35 +139,36 @@ class Expr:
                 raise ExprError(f"{name} is a function; call it in {self.text!r}")
             if name not in ("True", "False"):
                 self.names.add(name)
+            d = True
         elif isinstance(node, (ast.Tuple, ast.List)):
             for e in node.elts:
-                self._check(e)
+                d = self._check(e, dynamic) or d
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _BINOPS:
                 raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
-            self._check(node.left)
-            self._check(node.right)
+            d = self._check(node.left, dynamic)
+            d = self._check(node.right, dynamic) or d
         elif isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
                 raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
-            self._check(node.operand)
+            d = self._check(node.operand, dynamic)
         elif isinstance(node, ast.BoolOp):
             for v in node.values:
-                self._check(v)
+                d = self._check(v, dynamic) or d
         elif isinstance(node, ast.Compare):
             for op in node.ops:
                 if type(op) not in _CMPOPS:
                     raise ExprError(f"comparison {type(op).__name__} not allowed in {self.text!r}")
-            self._check(node.left)
+            d = self._check(node.left, dynamic)
             for c in node.comparators:
-                self._check(c)
+                d = self._check(c, dynamic) or d
         elif isinstance(node, ast.IfExp):
-            self._check(node.test)
-            self._check(node.body)
-            self._check(node.orelse)
+            d = self._check(node.test, dynamic)
+            d = self._check(node.body, dynamic) or d
+            d = self._check(node.orelse, dynamic) or d
         elif isinstance(node, ast.Subscript):
-            self._check(node.value)
-            self._check(node.slice)
+            d = self._check(node.value, dynamic)
+            d = self._check(node.slice, dynamic) or d
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             fname, args = node.func.id, node.args
             if fname not in FUNCTIONS and fname not in CONTEXT_FUNCTIONS:
@@ -188,9 +180,13 @@ class Expr:
             if fname in CONTEXT_FUNCTIONS:
                 self._keys.add(args[0].value)
             for a in args:
-                self._check(a)
+                self._check(a, dynamic)
+            d = True        # the function's name is a Name node of its own
         else:
             raise ExprError(f"{type(node).__name__} not allowed in {self.text!r}")
+        if d:
+            dynamic.add(id(node))
+        return d
 
     def fact_keys(self) -> set[str]:
         """Fact keys this expression reads with fact()/has()."""
