@@ -187,9 +187,11 @@ def table(assignments: list[Assignment]) -> dict[str, Assignment]:
     return out
 
 
-def resolve(assignments: list[Assignment], key: str, applier: str = "systemd") -> BootValue | None:
+def resolve(assignments: list[Assignment], key: str, applier: str = "systemd",
+            tab: dict[str, Assignment] | None = None) -> BootValue | None:
     """The value the next boot gives key, from assignments in file order (systemd-sysctl, or
-    procps `sysctl --system` with applier "procps")."""
+    procps `sysctl --system` with applier "procps"). tab: table(assignments), when the caller
+    resolves many keys over the same assignments."""
     path = sysctl_path(key)
     history = [a for a in assignments if a.value is not None
                and ((not a.glob and a.path == path) or (a.glob and glob_matches(a.key, key)))]
@@ -197,7 +199,8 @@ def resolve(assignments: list[Assignment], key: str, applier: str = "systemd") -
         if not history:
             return None
         return BootValue(key, history[-1].value or "", history[-1], tuple(history))
-    tab = table(assignments)
+    if tab is None:
+        tab = table(assignments)
     own = tab.get(path)
     if own is not None and not own.glob:
         if own.value is None:
@@ -338,8 +341,9 @@ def boot_sysctl(root: Path, keys: set[str] | None = None, applier: str | None = 
     if keys is None:
         keys = {a.key for a in assigns if not a.glob and a.value is not None}
     out = {}
+    tab = table(assigns)         # the same for every key
     for k in sorted(keys):
-        bv = resolve(assigns, k, applier)
+        bv = resolve(assigns, k, applier, tab)
         if bv is not None:
             out[k] = bv
     return out
