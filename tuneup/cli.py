@@ -113,6 +113,29 @@ def _main(
 app.add_typer(rules_app, name="rules")
 
 
+def app_for(args: list[str]) -> typer.Typer:
+    """The app to build for a command line: when its first argument names a command (or the
+    `rules` group), the app with only that one, so typer does not build every other command's
+    parameters (about 3 ms of each run); the whole app for a bare `tuneup`, global options, shell
+    completion or anything that is no command name (click then says what it says for those)."""
+    if not args or "_TUNEUP_COMPLETE" in os.environ:
+        return app
+    import copy
+
+    from typer.main import get_command_name
+
+    name = args[0]
+    commands = [c for c in app.registered_commands
+                if (c.name or get_command_name(c.callback.__name__)) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if len(commands) + len(groups) != 1:
+        return app
+    only = copy.copy(app)
+    only.registered_commands = commands
+    only.registered_groups = groups
+    return only
+
+
 class FailOn(StrEnum):
     INFO = "info"
     WARNING = "warning"
