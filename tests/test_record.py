@@ -76,3 +76,16 @@ def test_recursive_repr_is_cut():
     f = Fact("k", holder, "src")
     holder.append(f)
     assert repr(f) == "Fact(key='k', value=[...], source='src', error=None)"
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_any_number_of_fields(n):
+    """Zero and one field too (a one-field key is still a 1-tuple, as the generated methods hash it)."""
+    specs = [(f"f{i}", int) for i in range(n)]
+    ours = dataclasses.make_dataclass("X", specs, bases=(Record,), frozen=True, eq=False, repr=False)
+    ref = dataclasses.make_dataclass("X", specs, frozen=True)
+    vals = {f"f{i}": i + 1 for i in range(n)}
+    a, r = ours(**vals), ref(**vals)
+    assert repr(a) == repr(r) and hash(a) == hash(r) and a == ours(**vals)
+    if n:
+        assert a != ours(**{**vals, "f0": 99})

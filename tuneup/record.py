@@ -21,22 +21,34 @@ from __future__ import annotations
 
 import dataclasses
 from _thread import get_ident
+from operator import attrgetter
+from typing import Any, Callable
 
-_NAMES: dict[type, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+_FIELDS: dict[type, tuple[Callable[[Any], tuple], Callable[[Any], tuple], tuple[str, ...]]] = {}
 _IN_REPR: set[tuple[int, int]] = set()
 
 
-def _names(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(compare, hash, repr) field names of a dataclass, computed once per class."""
-    names = _NAMES.get(cls)
-    if names is None:
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple]:
+    """obj -> the tuple of those attributes (operator.attrgetter, in C, for two or more)."""
+    if len(names) >= 2:
+        return attrgetter(*names)
+    if names:
+        name = names[0]
+        return lambda obj: (getattr(obj, name),)
+    return lambda obj: ()
+
+
+def _fields(cls: type) -> tuple[Callable[[Any], tuple], Callable[[Any], tuple], tuple[str, ...]]:
+    """(compare tuple getter, hash tuple getter, repr field names) of a dataclass, made once per class."""
+    got = _FIELDS.get(cls)
+    if got is None:
         fields = dataclasses.fields(cls)
-        names = _NAMES[cls] = (
-            tuple(f.name for f in fields if f.compare),
-            tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)),
+        got = _FIELDS[cls] = (
+            _getter(tuple(f.name for f in fields if f.compare)),
+            _getter(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))),
             tuple(f.name for f in fields if f.repr),
         )
-    return names
+    return got
 
 
 class Record:
@@ -44,12 +56,12 @@ class Record:
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            names = _names(self.__class__)[0]
-            return tuple([getattr(self, n) for n in names]) == tuple([getattr(other, n) for n in names])
+            key = _fields(self.__class__)[0]
+            return key(self) == key(other)
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(tuple([getattr(self, n) for n in _names(self.__class__)[1]]))
+        return hash(_fields(self.__class__)[1](self))
 
     def __repr__(self) -> str:
         key = (id(self), get_ident())
@@ -58,6 +70,6 @@ class Record:
         _IN_REPR.add(key)
         try:
             return self.__class__.__qualname__ + "(" + ", ".join(
-                [f"{n}={getattr(self, n)!r}" for n in _names(self.__class__)[2]]) + ")"
+                [f"{n}={getattr(self, n)!r}" for n in _fields(self.__class__)[2]]) + ")"
         finally:
             _IN_REPR.discard(key)
