@@ -16,8 +16,7 @@ import typer
 from tuneup.compat import StrEnum
 from tuneup.entry import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main  # noqa: F401 (re-exported)
 from tuneup.errors import UsageError
-from tuneup.formats import OutputFormat
-from tuneup.formats.capacity import CapacityFormat
+from tuneup.formats import CapacityFormat, OutputFormat
 from tuneup.output import write_output
 from typer.core import TyperGroup
 

@@ -7,7 +7,6 @@ loaded and their expressions compiled once, however many snapshots are audited.
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +82,8 @@ def expand_snapshots(args: Iterable[Path]) -> tuple[list[Path], bool]:
             out += found
             fleet = True
         elif not a.exists() and _GLOB_CHARS & set(s):
+            import glob
+
             found = sorted(Path(p) for p in glob.glob(s, recursive=True) if Path(p).is_file())
             if not found:
                 raise SnapshotError("pattern matches no files", s)
