@@ -93,6 +93,7 @@ _BC = struct.Struct("=HH" + "BBH" * 4)
 # big endian: _port_table is indexed by that reading)
 _WALK = struct.Struct("=IH11xBxxH").unpack_from
 # a full message for listeners: family, state, sport, dport, src, dst, if, rqueue, wqueue, uid, inode
+_WALK_PORT = struct.Struct("=IH14xH").unpack_from     # the same without the state
 _FULL = struct.Struct("=16xBBxx2s2s16s16sI8x4xIIII").unpack_from
 _ERRNO = struct.Struct("=i").unpack_from
 MSG_MIN = 16 + 72
@@ -264,6 +265,7 @@ def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int
         view = memoryview(buf)
         recv_into = s.recv_into
         walk = _WALK
+        walk_port = _WALK_PORT
         eph = _port_table(*port_range)
         in_use = 0
         seq = 0
@@ -273,7 +275,8 @@ def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int
             get = fam_keys.get
             reqs = _requests(family, seq + 1, port_range, ephemeral_only)
             seq += len(reqs)
-            for req in reqs:
+            for i, req in enumerate(reqs):
+                filtered = ephemeral_only and i == 1
                 try:
                     s.send(req)
                 except OSError as e:
@@ -290,6 +293,26 @@ def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int
                         raise NetlinkUnavailable(errno.EIO, "netlink recv: empty read before NLMSG_DONE")
                     data = bytes(view[:n + MSG_MIN])    # bytes: slices of it are hashable keys
                     off = 0
+                    if filtered:
+                        # Only non-listening sockets on an ephemeral port come (the kernel filtered
+                        # them): per socket one unpack, a table lookup (not a listening port), the
+                        # 34-byte key and a dict bump; no state, no count.
+                        while off + 16 <= n:
+                            ln, typ, sp = walk_port(data, off)
+                            if typ == 20:
+                                if eph[sp]:
+                                    k = data[off + 22:off + 56]
+                                    fam_keys[k] = get(k, 0) + 1
+                                    in_use += 1
+                                if ln < MSG_MIN:
+                                    raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
+                                off += (ln + 3) & ~3
+                                continue
+                            if _control(data, off, ln, typ):
+                                done = True
+                                break
+                            off += (ln + 3) & ~3
+                        continue
                     # The hot loop, per socket: one unpack, a list increment, a table lookup; for a
                     # socket on an ephemeral port also a 34-byte slice (dport, src, dst) and a dict bump.
                     while off + 16 <= n:
@@ -311,25 +334,33 @@ def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int
                                 raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
                             off += (ln + 3) & ~3
                             continue
-                        if typ == NLMSG_DONE:
-                            if ln >= 20:
-                                err = _ERRNO(data, off + 16)[0]
-                                if err < 0:
-                                    raise NetlinkUnavailable(-err, f"netlink dump: {os.strerror(-err)}")
+                        if _control(data, off, ln, typ):
                             done = True
                             break
-                        if typ == NLMSG_ERROR:
-                            err = _ERRNO(data, off + 16)[0] if ln >= 20 else -errno.EIO
-                            if err < 0:
-                                raise NetlinkUnavailable(-err, f"netlink request: {os.strerror(-err)}")
-                        if ln < 16:
-                            raise NetlinkUnavailable(errno.EIO, "netlink: malformed message")
                         off += (ln + 3) & ~3
             for sp in listen_sw:                    # listening ports count per family only
                 eph[sp] = 1
         return sum(counts), in_use
     finally:
         s.close()
+
+
+def _control(data: bytes, off: int, ln: int, typ: int) -> bool:
+    """A message other than a socket: True at NLMSG_DONE; an error (in DONE or NLMSG_ERROR) or a
+    malformed length raises NetlinkUnavailable; anything else (an acknowledgement) is skipped."""
+    if typ == NLMSG_DONE:
+        if ln >= 20:
+            err = _ERRNO(data, off + 16)[0]
+            if err < 0:
+                raise NetlinkUnavailable(-err, f"netlink dump: {os.strerror(-err)}")
+        return True
+    if typ == NLMSG_ERROR:
+        err = _ERRNO(data, off + 16)[0] if ln >= 20 else -errno.EIO
+        if err < 0:
+            raise NetlinkUnavailable(-err, f"netlink request: {os.strerror(-err)}")
+    if ln < 16:
+        raise NetlinkUnavailable(errno.EIO, "netlink: malformed message")
+    return False
 
 
 def _listener_from(buf, off: int) -> Listener:
