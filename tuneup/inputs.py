@@ -142,7 +142,7 @@ def _clean(data: Any) -> bool:
         node, depth = pop()
         t = type(node)
         if t is str:
-            if surrogate(node):
+            if not node.isascii() and surrogate(node):     # ASCII (nearly every string) holds none
                 return False
         elif t is int:
             if node.bit_length() > limit:
@@ -156,7 +156,7 @@ def _clean(data: Any) -> bool:
             depth += 1
             if t is dict:
                 for k, v in node.items():
-                    if type(k) is str and surrogate(k):
+                    if type(k) is str and not k.isascii() and surrogate(k):
                         return False
                     push((v, depth))
             else:
