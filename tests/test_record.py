@@ -10,7 +10,7 @@ import pkgutil
 import pytest
 
 import tuneup
-from tuneup.record import Record
+from tuneup.record import Frozen, Record
 
 
 def _record_classes() -> list[type]:
@@ -23,7 +23,7 @@ def _record_classes() -> list[type]:
         cls = todo.pop()
         out.append(cls)
         todo.extend(cls.__subclasses__())
-    return sorted(set(out), key=lambda c: (c.__module__, c.__qualname__))
+    return sorted({c for c in out if dataclasses.is_dataclass(c)}, key=lambda c: (c.__module__, c.__qualname__))
 
 
 CLASSES = _record_classes()
@@ -49,7 +49,7 @@ def _reference(cls: type) -> type:
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__qualname__)
 def test_record_methods_are_the_generated_ones(cls):
-    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    assert dataclasses.is_dataclass(cls) and (cls.__dataclass_params__.frozen or issubclass(cls, Frozen))
     assert "__eq__" not in cls.__dict__ and "__repr__" not in cls.__dict__ and "__hash__" not in cls.__dict__
     ref = _reference(cls)
     fields = dataclasses.fields(cls)
@@ -89,3 +89,43 @@ def test_any_number_of_fields(n):
     assert repr(a) == repr(r) and hash(a) == hash(r) and a == ours(**vals)
     if n:
         assert a != ours(**{**vals, "f0": 99})
+
+
+FROZEN = [c for c in CLASSES if issubclass(c, Frozen)]
+
+
+def test_the_model_writes_its_inits_out():
+    assert {"Fact", "Rule", "Finding", "Report"} <= {c.__qualname__ for c in FROZEN}
+
+
+@pytest.mark.parametrize("cls", FROZEN, ids=lambda c: c.__qualname__)
+def test_written_out_init_is_the_frozen_dataclass_one(cls):
+    """Same parameters (names, order, kinds, defaults), the same instance for the same arguments
+    given by position or by name, and immutable with the same errors as a frozen dataclass."""
+    import inspect
+
+    assert "__init__" in cls.__dict__ and not cls.__dataclass_params__.init
+    ref = _reference(cls)
+
+    def shape(f):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+
+    assert shape(cls.__init__) == shape(ref.__init__)
+    fields = dataclasses.fields(cls)
+    values = [(f"v-{f.name}", i, None)[i % 3] for i, f in enumerate(fields)]
+    by_pos, ref_pos = cls(*values), ref(*values)
+    by_name = cls(**{f.name: v for f, v in zip(fields, values)})
+    assert vars(by_pos) == vars(ref_pos) == vars(by_name)
+    required = [f for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    minimal, ref_min = cls(*values[:len(required)]), ref(*values[:len(required)])
+    assert vars(minimal) == vars(ref_min)          # the defaults
+    for action in (lambda o: setattr(o, fields[0].name, 1), lambda o: setattr(o, "other", 1),
+                   lambda o: delattr(o, fields[0].name)):
+        with pytest.raises(dataclasses.FrozenInstanceError) as ours:
+            action(by_pos)
+        with pytest.raises(dataclasses.FrozenInstanceError) as theirs:
+            action(ref_pos)
+        assert str(ours.value) == str(theirs.value)
+    with pytest.raises(TypeError):
+        cls(*values, "one too many")
+    assert dataclasses.replace(by_pos, **{fields[-1].name: "r"}) == cls(*values[:-1], "r")

@@ -13,8 +13,11 @@ methods, compiled once with this module:
 - ``repr(a)``: ``QualName(field=value!r, ...)`` over the ``repr`` fields; "..." where an instance
   contains itself (as dataclasses' recursive_repr)
 
-Everything else (``__init__``, frozenness, ``fields``, ``replace``) stays with dataclasses.
-Standard library only, and cheap to import: the socket fast path uses it too.
+Frozen goes further for the classes an audit creates at every start: the class writes its
+``__init__`` out (compiled once, into the .pyc, like any other code) and Frozen refuses assignment
+and deletion, so ``@dataclass(init=False, eq=False, repr=False)`` compiles nothing at import.
+``fields``, ``replace`` and the rest stay with dataclasses. Standard library only, and cheap to
+import: the socket fast path uses it too.
 """
 
 from __future__ import annotations
@@ -73,3 +76,21 @@ class Record:
                 [f"{n}={getattr(self, n)!r}" for n in _fields(self.__class__)[2]]) + ")"
         finally:
             _IN_REPR.discard(key)
+
+
+class Frozen(Record):
+    """A Record whose class writes its ``__init__`` out, declared
+    ``@dataclass(init=False, eq=False, repr=False)``: immutable as a frozen dataclass (assigning or
+    deleting any attribute raises FrozenInstanceError with the same message), without the
+    ``__init__``, ``__setattr__`` and ``__delattr__`` a frozen dataclass compiles at import. The
+    ``__init__`` sets every field, in order, through ``object.__setattr__``, with the fields' names
+    and defaults (tests/test_record.py holds each such class to the signature and instances a
+    frozen dataclass of the same fields gives)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")

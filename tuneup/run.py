@@ -14,16 +14,18 @@ from pathlib import Path
 from tuneup import engine
 from tuneup.errors import SnapshotError, UsageError
 from tuneup.model import Fleet, Profile, Report, Rule, Snapshot
-from tuneup.record import Record
+from tuneup.record import Frozen
 from tuneup.waivers import Waiver
 from tuneup.waivers import apply as apply_waivers
 from tuneup.waivers import check_rules
 
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes
+
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Plan(Record):
+@dataclass(init=False, eq=False, repr=False)
+class Plan(Frozen):
     """Everything that is the same for every host of a run."""
 
     book: object               # tuneup.rulebook.loader.Rulebook
@@ -31,6 +33,13 @@ class Plan(Record):
     rules: tuple[Rule, ...]
     waivers: tuple[Waiver, ...] = ()
     today: _dt.date | None = None
+
+    def __init__(self, book, profile, rules, waivers=(), today=None) -> None:
+        _set(self, "book", book)
+        _set(self, "profile", profile)
+        _set(self, "rules", rules)
+        _set(self, "waivers", waivers)
+        _set(self, "today", today)
 
     def audit(self, snap: Snapshot) -> Report:
         from dataclasses import replace

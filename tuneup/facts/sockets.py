@@ -50,7 +50,9 @@ import struct
 import sys
 from dataclasses import dataclass, field
 
-from tuneup.record import Record
+from tuneup.record import Frozen
+
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -103,8 +105,8 @@ class NetlinkUnavailable(OSError):
     """inet_diag could not be used; the message says which step failed and why."""
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Listener(Record):
+@dataclass(init=False, eq=False, repr=False)
+class Listener(Frozen):
     local: str                      # "127.0.0.1:80", "[::1]:80"
     backlog: int | None             # effective backlog (Send-Q); None from /proc
     queue: int                      # current accept queue (Recv-Q)
@@ -115,27 +117,49 @@ class Listener(Record):
     pid: int | None = None
     process: str | None = None
 
+    def __init__(self, local, backlog, queue, inode, family, port, uid=None, pid=None, process=None) -> None:
+        _set(self, "local", local)
+        _set(self, "backlog", backlog)
+        _set(self, "queue", queue)
+        _set(self, "inode", inode)
+        _set(self, "family", family)
+        _set(self, "port", port)
+        _set(self, "uid", uid)
+        _set(self, "pid", pid)
+        _set(self, "process", process)
+
     def as_dict(self) -> dict:
         return {"local": self.local, "backlog": self.backlog, "queue": self.queue, "pid": self.pid,
                 "process": self.process}
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Destination(Record):
+@dataclass(init=False, eq=False, repr=False)
+class Destination(Frozen):
     remote: str                     # "10.0.0.5:443", "[2001:db8::1]:443"
     in_use: int
     share: float                    # in_use / size of the ephemeral range
+
+    def __init__(self, remote, in_use, share) -> None:
+        _set(self, "remote", remote)
+        _set(self, "in_use", in_use)
+        _set(self, "share", share)
 
     def as_dict(self) -> dict:
         return {"remote": self.remote, "in_use": self.in_use, "share": self.share}
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Ephemeral(Record):
+@dataclass(init=False, eq=False, repr=False)
+class Ephemeral(Frozen):
     range: tuple[int, int]
     in_use: int
     destinations: tuple[Destination, ...]
     distinct_destinations: int = 0
+
+    def __init__(self, range, in_use, destinations, distinct_destinations=0) -> None:
+        _set(self, "range", range)
+        _set(self, "in_use", in_use)
+        _set(self, "destinations", destinations)
+        _set(self, "distinct_destinations", distinct_destinations)
 
     @property
     def size(self) -> int:
@@ -146,8 +170,8 @@ class Ephemeral(Record):
                 "destinations": [d.as_dict() for d in self.destinations]}
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Census(Record):
+@dataclass(init=False, eq=False, repr=False)
+class Census(Frozen):
     states: dict[str, int]
     listeners: tuple[Listener, ...]
     ephemeral: Ephemeral
@@ -156,6 +180,17 @@ class Census(Record):
     total: int = 0
     owner_note: str | None = field(default=None, compare=False)
     counted: bool = True            # False: states and total were not gathered (scope="ephemeral")
+
+    def __init__(self, states, listeners, ephemeral, source, note=None, total=0, owner_note=None,
+                 counted=True) -> None:
+        _set(self, "states", states)
+        _set(self, "listeners", listeners)
+        _set(self, "ephemeral", ephemeral)
+        _set(self, "source", source)
+        _set(self, "note", note)
+        _set(self, "total", total)
+        _set(self, "owner_note", owner_note)
+        _set(self, "counted", counted)
 
 
 # ---------------------------------------------------------------------------- helpers
