@@ -501,7 +501,7 @@ def test_the_fast_clean_pass_never_lets_through_what_the_full_check_refuses():
 
     rng = random.Random(11)
     leaves = [1, -5, 2**133, 2**140, 1.5, float("inf"), float("nan"), "ok", "x\ud800", True, None,
-              datetime.date(2099, 1, 1)]
+              datetime.date(2099, 1, 1), "é日本", "é\udfff", "\u2028"]   # non-ASCII with and without a surrogate
 
     def tree(depth):
         r = rng.random()
@@ -509,7 +509,8 @@ def test_the_fast_clean_pass_never_lets_through_what_the_full_check_refuses():
             return rng.choice(leaves)
         if r < 0.7:
             return [tree(depth + 1) for _ in range(rng.randint(0, 3))]
-        return {rng.choice(["a", "b-c", "k\udc00", "1x"]): tree(depth + 1) for _ in range(rng.randint(0, 3))}
+        return {rng.choice(["a", "b-c", "k\udc00", "1x", "ключ", "ü\ud900"]): tree(depth + 1)
+                for _ in range(rng.randint(0, 3))}
 
     for _ in range(3000):
         t = tree(0)

@@ -128,3 +128,23 @@ def test_a_user_parameter_with_default_and_derive_or_neither_is_refused(tmp_path
         loader.load([tmp_path])
     write(tmp_path, '[param.my_rate]\nderive = "connections // 10"\n', "profiles.toml")
     assert loader.load([tmp_path]).params["my_rate"].default == 10000
+
+
+def test_header_line_is_the_per_name_regex():
+    """The profiles file's [param.NAME]/[profile.NAME] lines are found as the per-name regex found them."""
+    import random
+    import re
+
+    rnd = random.Random(15)
+    alphabet = ["a", "b", "_", "-", ".", "]", "[", " ", '"', "*", "\\", "é", "1"]
+    names = ["connections", "web", "a.b", "x]", "w*", "", "é1"] + [
+        "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 5))) for _ in range(300)]
+    for table in ("param", "profile"):
+        for name in names:
+            lines = [f"[{table}.{name}]", f"[{table}.{name}.params]", f" [{table}.{name}]", f"[{table}.{name}x]",
+                     f"[{table}.{name}", f"[{table}.{name}. ]", f"[{table}.{name}]]"]
+            rnd.shuffle(lines)
+            lines = [f"# {table}", *lines]
+            rx = re.compile(r"^\[" + table + r"\." + re.escape(name) + r"[\].]")
+            want = next((n for n, line in enumerate(lines, 1) if rx.search(line)), None)
+            assert loader._header_line(lines, table, name) == want, (table, name, lines)

@@ -25,6 +25,7 @@ from typing import Any
 
 from tuneup.errors import TuneupError
 from tuneup.inputs import loads_toml, read_text
+from tuneup.record import Record
 from tuneup.waivers import Waiver
 from tuneup.waivers import load as load_waivers
 from tuneup.waivers import parse as parse_waivers
@@ -38,8 +39,8 @@ class ConfigError(TuneupError):
     kind = "config"
 
 
-@dataclass(frozen=True)
-class Config:
+@dataclass(frozen=True, eq=False, repr=False)
+class Config(Record):
     path: str | None = None
     profile: str | None = None
     fail_on: str | None = None

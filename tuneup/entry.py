@@ -45,9 +45,9 @@ def _dispatch(args: list[str]) -> object:
         return sockets_cmd.fast_main(args[1:])
     import typer.main
 
-    from tuneup.cli import app
+    from tuneup.cli import app_for
 
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(app_for(args))
     # bare `tuneup`: the help, exit 2 (click 8.1 would exit 0, 8.2 raises NoArgsIsHelpError); not when
     # the shell's completion calls tuneup with no arguments and _TUNEUP_COMPLETE set
     if not args and "_TUNEUP_COMPLETE" not in os.environ:

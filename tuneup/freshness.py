@@ -17,12 +17,12 @@ from tuneup.model import Finding, Report, Scope, Severity, Status
 
 RULE_ID = "SNAPSHOT-AGE"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_DURATION = r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$"     # compiled on first use: only --max-age needs it
 
 
 def parse_duration(text: str, where: str = "--max-age") -> _dt.timedelta:
     """"90s", "30m", "12h", "7d", "2w" -> timedelta; anything else is a usage error (exit 2)."""
-    m = _DURATION.match(text or "")
+    m = re.match(_DURATION, text or "", re.IGNORECASE)
     if not m:
         raise UsageError(f"{text!r}: expected a number and a unit, e.g. 30m, 12h, 7d (units: s m h d w)", where)
     seconds = float(m.group(1)) * _UNITS[m.group(2).lower()]

@@ -151,7 +151,7 @@ def _clean(data: Any, strings: bool = True) -> bool:
         def of(*ts: type) -> Any:
             return compress(values, map(frozenset(ts).__contains__, kinds))
 
-        if strings and str in types and _SURROGATE.search("".join(of(str))):
+        if strings and str in types and _surrogate_in("".join(of(str))):
             return False
         if int in types and max(map(int.bit_length, of(int))) > limit:
             return False
@@ -165,13 +165,18 @@ def _clean(data: Any, strings: bool = True) -> bool:
         if dict in types:
             dicts = values if len(types) == 1 else list(of(dict))
             keys = list(chain.from_iterable(dicts))
-            if not set(map(type, keys)) <= _STR_ONLY or (strings and _SURROGATE.search("".join(keys))):
+            if not set(map(type, keys)) <= _STR_ONLY or (strings and _surrogate_in("".join(keys))):
                 return False
             below.extend(chain.from_iterable(map(dict.values, dicts)))
         if list in types:
             below.extend(chain.from_iterable(values if len(types) == 1 else of(list)))
         values = below
         depth += 1
+
+
+def _surrogate_in(text: str) -> bool:
+    """A lone surrogate anywhere in text (ASCII text, nearly all of it, holds none)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 _TREE_TYPES = frozenset({str, int, float, bool, type(None), dict, list})

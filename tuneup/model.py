@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from tuneup.compat import StrEnum
+from tuneup.record import Frozen
+
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes below
 
 # RLIM_INFINITY as the kernel reports it; "unlimited" in /proc/PID/limits.
 RLIM_INFINITY = 2**64 - 1
@@ -43,8 +46,8 @@ class Scope(StrEnum):
     LISTENER = "listener"  # a property of a listening socket, evaluated per listener observed
 
 
-@dataclass(frozen=True)
-class Fact:
+@dataclass(init=False, eq=False, repr=False)
+class Fact(Frozen):
     """One observed value. value None with error None means: absent on this host."""
 
     key: str
@@ -52,29 +55,48 @@ class Fact:
     source: str
     error: str | None = None
 
+    def __init__(self, key, value, source, error=None) -> None:
+        _set(self, "key", key)
+        _set(self, "value", value)
+        _set(self, "source", source)
+        _set(self, "error", error)
+
     @property
     def absent(self) -> bool:
         return self.value is None and self.error is None
 
 
-@dataclass(frozen=True)
-class FixSpec:
+@dataclass(init=False, eq=False, repr=False)
+class FixSpec(Frozen):
+    """How the fix for a rule is written: the kind of file, the key, and the value expression."""
+
     kind: str                 # "sysctl" | "limits" | "systemd" | "modprobe"
     key: str                  # sysctl key, "nofile", "LimitNOFILE", ...
     value: str                # expression; may use `expected`
 
+    def __init__(self, kind, key, value) -> None:
+        _set(self, "kind", kind)
+        _set(self, "key", key)
+        _set(self, "value", value)
 
-@dataclass(frozen=True)
-class Hint:
+
+@dataclass(init=False, eq=False, repr=False)
+class Hint(Frozen):
     """Extra advice appended to a failure message when `when` (an expression over value, expected,
     params, host values and facts) holds; `text` may name {value} and {expected}."""
 
     text: str
     when: str | None = None
 
+    def __init__(self, text, when=None) -> None:
+        _set(self, "text", text)
+        _set(self, "when", when)
 
-@dataclass(frozen=True)
-class Rule:
+
+@dataclass(init=False, eq=False, repr=False)
+class Rule(Frozen):
+    """One check, as data: the fact it reads, the operator and the expected expression (rules/*.toml)."""
+
     id: str
     title: str
     severity: Severity
@@ -100,23 +122,65 @@ class Rule:
     # The threshold is an estimate (per-connection memory): a failure is at most a warning.
     estimate: bool = False
 
+    def __init__(self, id, title, severity, fact, op, expected, scope, rationale, refs, section="general",
+                 actual=None, when=None, absent=Status.SKIP, absent_reason=None, profiles=("baseline",),
+                 fix=None, origin="", hints=(), need=None, estimate=False) -> None:
+        _set(self, "id", id)
+        _set(self, "title", title)
+        _set(self, "severity", severity)
+        _set(self, "fact", fact)
+        _set(self, "op", op)
+        _set(self, "expected", expected)
+        _set(self, "scope", scope)
+        _set(self, "rationale", rationale)
+        _set(self, "refs", refs)
+        _set(self, "section", section)
+        _set(self, "actual", actual)
+        _set(self, "when", when)
+        _set(self, "absent", absent)
+        _set(self, "absent_reason", absent_reason)
+        _set(self, "profiles", profiles)
+        _set(self, "fix", fix)
+        _set(self, "origin", origin)
+        _set(self, "hints", hints)
+        _set(self, "need", need)
+        _set(self, "estimate", estimate)
 
-@dataclass(frozen=True)
-class Param:
+
+@dataclass(init=False, eq=False, repr=False)
+class Param(Frozen):
+    """A profile parameter declared in profiles.toml: its default, or the expression it is derived by."""
+
     name: str
     default: int | float
     description: str
     derive: str | None = None   # expression over other parameters (a rate from a time constant)
 
+    def __init__(self, name, default, description, derive=None) -> None:
+        _set(self, "name", name)
+        _set(self, "default", default)
+        _set(self, "description", description)
+        _set(self, "derive", derive)
 
-@dataclass(frozen=True)
-class Profile:
+
+@dataclass(init=False, eq=False, repr=False)
+class Profile(Frozen):
+    """A resolved profile: inherited parameter defaults plus its own and --set values."""
+
     name: str
     description: str
     extends: str | None
     params: dict[str, int | float]      # resolved: inherited defaults plus own overrides
     exclude: tuple[str, ...] = ()
     origin: str = ""
+
+    def __init__(self, name, description, extends, params, exclude=(), origin="") -> None:
+        _set(self, "name", name)
+        _set(self, "description", description)
+        _set(self, "extends", extends)
+        _set(self, "params", params)
+        _set(self, "exclude", exclude)
+        _set(self, "origin", origin)
 
 
 @dataclass
@@ -134,8 +198,10 @@ class Snapshot:
         return self.facts.get(key)
 
 
-@dataclass(frozen=True)
-class Finding:
+@dataclass(init=False, eq=False, repr=False)
+class Finding(Frozen):
+    """The verdict of one rule on one snapshot (per target for process and listener rules)."""
+
     rule: str
     key: str
     status: Status
@@ -154,15 +220,46 @@ class Finding:
     waiver: str | None = None  # "reason (until 2025-06-30, waivers.toml:4)" when a waiver matched
     how: str = ""             # one line: how to fix it ("" = tuneup cannot fix it by config)
 
+    def __init__(self, rule, key, status, severity, actual, expected, message, title="", scope=Scope.HOST,
+                 host_only=False, source="", target=None, expected_value=None, rationale="", refs=(),
+                 waiver=None, how="") -> None:
+        _set(self, "rule", rule)
+        _set(self, "key", key)
+        _set(self, "status", status)
+        _set(self, "severity", severity)
+        _set(self, "actual", actual)
+        _set(self, "expected", expected)
+        _set(self, "message", message)
+        _set(self, "title", title)
+        _set(self, "scope", scope)
+        _set(self, "host_only", host_only)
+        _set(self, "source", source)
+        _set(self, "target", target)
+        _set(self, "expected_value", expected_value)
+        _set(self, "rationale", rationale)
+        _set(self, "refs", refs)
+        _set(self, "waiver", waiver)
+        _set(self, "how", how)
 
-@dataclass(frozen=True)
-class Report:
+
+@dataclass(init=False, eq=False, repr=False)
+class Report(Frozen):
+    """Every finding of one audited host, with the profile and parameters it was judged by."""
+
     profile: str
     params: dict[str, int | float]
     host: dict[str, Any]
     findings: tuple[Finding, ...]
     origin: str = "live"
     collected_at: str = ""    # when the facts were collected (ISO 8601, from the snapshot)
+
+    def __init__(self, profile, params, host, findings, origin="live", collected_at="") -> None:
+        _set(self, "profile", profile)
+        _set(self, "params", params)
+        _set(self, "host", host)
+        _set(self, "findings", findings)
+        _set(self, "origin", origin)
+        _set(self, "collected_at", collected_at)
 
     def summary(self) -> dict[str, int]:
         counts = {s.value: 0 for s in Status}
@@ -274,13 +371,18 @@ class FleetSummary:
         return [self.rows[i] for i in self.host_order()]
 
 
-@dataclass(frozen=True)
-class Fleet:
+@dataclass(init=False, eq=False, repr=False)
+class Fleet(Frozen):
     """Reports of many hosts audited with the same rules, profile and parameters."""
 
     profile: str
     params: dict[str, int | float]
     reports: tuple[Report, ...]
+
+    def __init__(self, profile, params, reports) -> None:
+        _set(self, "profile", profile)
+        _set(self, "params", params)
+        _set(self, "reports", reports)
 
     def summary(self) -> dict[str, int]:
         counts = {s.value: 0 for s in Status}

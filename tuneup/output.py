@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import io
 import sys
-import tempfile
 from pathlib import Path
 
-from tuneup import safefs
 from tuneup.errors import UsageError
 from tuneup.textsafe import printable
 
@@ -37,6 +35,8 @@ def write_output(text: str, output: Path | None, force: bool) -> None:
     except UnicodeEncodeError as exc:
         raise UsageError(f"the output holds text that cannot be written as UTF-8 ({exc.reason})",
                          printable(str(output))) from None
+    from tuneup import safefs     # only when a file is written: stdout needs none of it
+
     safefs.write_file(output, data, force)
 
 
@@ -57,6 +57,8 @@ class open_output:
         if self.stream == "stderr":
             return sys.stderr
         _precheck(self.output, self.force)   # refuse before the work, not after it
+        import tempfile
+
         self.spool = io.TextIOWrapper(tempfile.TemporaryFile(), encoding="utf-8", errors="strict")
         return self.spool
 
@@ -71,6 +73,8 @@ class open_output:
                 self.spool.flush()
                 raw = self.spool.buffer
                 raw.seek(0)
+                from tuneup import safefs
+
                 safefs.write_file(self.output, raw, self.force)
         except UnicodeEncodeError as err:
             raise UsageError(f"the output holds text that cannot be written as UTF-8 ({err.reason})",

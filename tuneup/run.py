@@ -7,7 +7,6 @@ loaded and their expressions compiled once, however many snapshots are audited.
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +14,18 @@ from pathlib import Path
 from tuneup import engine
 from tuneup.errors import SnapshotError, UsageError
 from tuneup.model import Fleet, Profile, Report, Rule, Snapshot
+from tuneup.record import Frozen
 from tuneup.waivers import Waiver
 from tuneup.waivers import apply as apply_waivers
 from tuneup.waivers import check_rules
 
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes
+
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True)
-class Plan:
+@dataclass(init=False, eq=False, repr=False)
+class Plan(Frozen):
     """Everything that is the same for every host of a run."""
 
     book: object               # tuneup.rulebook.loader.Rulebook
@@ -31,6 +33,13 @@ class Plan:
     rules: tuple[Rule, ...]
     waivers: tuple[Waiver, ...] = ()
     today: _dt.date | None = None
+
+    def __init__(self, book, profile, rules, waivers=(), today=None) -> None:
+        _set(self, "book", book)
+        _set(self, "profile", profile)
+        _set(self, "rules", rules)
+        _set(self, "waivers", waivers)
+        _set(self, "today", today)
 
     def audit(self, snap: Snapshot) -> Report:
         from dataclasses import replace
@@ -82,6 +91,8 @@ def expand_snapshots(args: Iterable[Path]) -> tuple[list[Path], bool]:
             out += found
             fleet = True
         elif not a.exists() and _GLOB_CHARS & set(s):
+            import glob
+
             found = sorted(Path(p) for p in glob.glob(s, recursive=True) if Path(p).is_file())
             if not found:
                 raise SnapshotError("pattern matches no files", s)
@@ -267,4 +278,4 @@ def obtain_snapshot(p: Plan, path: Path | None, pids: Sequence[int] = (), names:
     from tuneup.facts.collect import collect, resolve_targets
 
     return collect(p.book.fact_keys(), resolve_targets(pids, names), service=service, sample=sample,
-                   app_configs=app_configs)
+                   app_configs=app_configs, only_wanted=True)

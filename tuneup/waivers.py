@@ -27,7 +27,10 @@ from typing import Any
 from tuneup.errors import TuneupError
 from tuneup.inputs import loads_toml, read_text
 from tuneup.model import Report, Status
+from tuneup.record import Frozen
 from tuneup.textsafe import printable
+
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes
 
 _FIELDS = {"rule", "reason", "expires", "hosts"}
 _RULE_GLOB = re.compile(r"[A-Z0-9*?\[\]!_-]{1,200}")
@@ -38,13 +41,20 @@ class WaiverError(TuneupError):
     kind = "waiver file"
 
 
-@dataclass(frozen=True)
-class Waiver:
+@dataclass(init=False, eq=False, repr=False)
+class Waiver(Frozen):
     rule: str                      # id or glob, upper case
     reason: str
     expires: _dt.date
     hosts: tuple[str, ...] = ()    # hostname globs; empty = every host
     origin: str = ""               # "waivers.toml:4"
+
+    def __init__(self, rule, reason, expires, hosts=(), origin="") -> None:
+        _set(self, "rule", rule)
+        _set(self, "reason", reason)
+        _set(self, "expires", expires)
+        _set(self, "hosts", hosts)
+        _set(self, "origin", origin)
 
     def matches(self, rule: str, hostname: str) -> bool:
         if not fnmatchcase(rule, self.rule):

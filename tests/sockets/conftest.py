@@ -37,13 +37,13 @@ class SceneNs:
         prog = f"import sys; sys.path.insert(0, {str(REPO)!r})\n" + code
         return self.run(sys.executable, "-c", prog).stdout
 
-    def census_json(self, method: str) -> dict:
+    def census_json(self, method: str, scope: str = "all") -> dict:
         out = self.py(
             "import json\n"
             "from tuneup.facts.sockets import census\n"
             "from tuneup.facts.counters import read_counters\n"
             "from tuneup.facts.sockets_render import to_json_dict, census_facts\n"
-            f"c = census({method!r})\n"
+            f"c = census({method!r}, scope={scope!r})\n"
             "k = read_counters()\n"
             "d = to_json_dict(c, k)\n"
             "d['_inodes'] = [x.inode for x in c.listeners]\n"

@@ -58,6 +58,7 @@ def views(scene):
     return {
         "netlink": scene.census_json("netlink"),
         "proc": scene.census_json("proc"),
+        "ephemeral": scene.census_json("netlink", scope="ephemeral"),
         "ss": ss_census(scene),
     }
 
@@ -118,6 +119,48 @@ def test_ephemeral_usage_agrees_with_ss(views, method):
     assert "127.0.0.1:25000" in {d["remote"] for d in eph["destinations"]}
     listen_ports = {SCENE[k] for k in ("queue_port", "estab_port", "v6_port", "tw_port", "range_port")}
     assert {split_hostport(d["remote"])[1] for d in eph["destinations"]} == listen_ports
+
+
+def test_ephemeral_scope_gives_the_same_listeners_and_ports(views):
+    """An audit's census (listeners, then the other states filtered in the kernel to the ephemeral
+    range) reports the same listeners, owners and ephemeral usage as the full dump, including the
+    in-range listener whose accepted sockets are server-side; it has no state counts, not wrong ones."""
+    nl, eph = views["netlink"], views["ephemeral"]
+    assert eph["source"] == "netlink" and "note" not in eph
+    assert eph["listeners"] == nl["listeners"] and eph["_inodes"] == nl["_inodes"]
+    assert eph["ephemeral"] == nl["ephemeral"] and eph["_distinct"] == nl["_distinct"]
+    assert eph["states"] == {}
+    full = {k: v for k, v in nl["_facts"].items() if k != "sockets.total" and not k.startswith("sockets.state.")}
+    assert set(eph["_facts"]) == set(full)
+    for k in ("sockets.listeners", "sockets.listeners.count", "sockets.listeners.max_fill", "ephemeral.range",
+              "ephemeral.size", "ephemeral.in_use", "ephemeral.destinations", "ephemeral.max_share",
+              "ephemeral.top_remote", "ephemeral.top_in_use", "sockets.source"):
+        assert eph["_facts"][k] == full[k], k
+
+
+def test_live_audit_findings_do_not_depend_on_the_census_scope(scene):
+    """The audit's narrower census changes no finding: the same live audit with the full census
+    (the findings on census facts; host-global ones such as fs.file-nr move between two reads)."""
+    out = scene.py(
+        "import json\n"
+        "from tuneup import run\n"
+        "from tuneup.facts.collect import collect\n"
+        "p = run.plan(None, {}, [], [])\n"
+        "keys = p.book.fact_keys()\n"
+        "rows = []\n"
+        "for only in (True, False):\n"
+        "    r = p.audit(collect(keys, only_wanted=only))\n"
+        "    rows.append([(f.rule, f.target, f.status.value, repr(f.actual), f.expected, f.message) for f in r.findings\n"
+        "                 if f.key.split('.')[0] in ('listener', 'ephemeral', 'sockets', 'sockstat')])\n"
+        "print(json.dumps(rows))\n")
+    narrow, full = json.loads(out)
+    assert narrow == full and len(narrow) >= 8
+    by_rule = {(rule, target): status for rule, target, status, *_ in narrow}
+    # the listener inside the ephemeral range is seen (and judged), the busiest destination too
+    in_range = [status for (rule, target), status in by_rule.items()
+                if rule == "LISTEN-IN-EPHEMERAL-RANGE" and target.startswith("listener 127.0.0.1:25000 ")]
+    assert in_range == ["fail"], by_rule
+    assert ("SOCK-EPHEMERAL-DEST-SHARE", None) in by_rule
 
 
 def test_listener_owners_are_the_helper(views, scene):

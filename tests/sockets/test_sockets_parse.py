@@ -314,3 +314,59 @@ def test_owner_search_passes_and_budget(tmp_path, monkeypatch):
     assert found == {1010: (100, "proc100")} and "1 listener(s)" in note
     found, note = S.resolve_owners({5090, 99999}, proc, budget=None)
     assert found == {5090: (200, "proc200")} and note == "1 listener(s) without a visible owner"
+
+
+def _bc_accepts(bc: bytes, sport: int) -> bool:
+    """inet_diag_bc_run() of the kernel for the port tests the census sends (S_GE, S_LE)."""
+    pc, left = 0, len(bc)
+    while left > 0:
+        code, yes, no = struct.unpack_from("=BBH", bc, pc)
+        port = struct.unpack_from("=BBH", bc, pc + 4)[2]
+        ok = sport >= port if code == S.INET_DIAG_BC_S_GE else sport <= port
+        step = yes if ok else no
+        pc, left = pc + step, left - step
+    return left == 0
+
+
+def test_ephemeral_scope_asks_for_listeners_then_the_range(monkeypatch):
+    """Per family: a LISTEN-only dump, then the other states with a sport filter; what the kernel
+    returns for those gives the full census's listeners and ephemeral usage, and no state counts."""
+    def filtered(msgs, bc):
+        return [m for m in msgs if m[17] != 10 and _bc_accepts(bc, int.from_bytes(m[20:22], "big"))]
+
+    full, _ = fake_census(monkeypatch, [[b"".join(V4) + done()], [b"".join(V6) + done()]])
+    probe = FakeNetlink([[done()]] * 4)
+    monkeypatch.setattr(S, "_open_netlink", lambda: probe)
+    S.census("netlink", port_range=(25000, 60999), owners=False, scope="ephemeral")
+    listen_v4, range_v4, listen_v6, range_v6 = probe.sent
+    for r, fam in ((listen_v4, 2), (listen_v6, 10)):
+        assert struct.unpack_from("=BBBxI", r, 16) == (fam, 6, 0, 1 << 10) and len(r) == 72
+    bcs = []
+    for r, fam in ((range_v4, 2), (range_v6, 10)):
+        ln, typ, flags, _, _ = HDR.unpack_from(r)
+        assert (ln, typ, flags) == (len(r), 20, 0x301) and ln == 72 + 4 + 16
+        assert struct.unpack_from("=BBBxI", r, 16) == (fam, 6, 0, 0x1FFE & ~(1 << 10))
+        assert struct.unpack_from("=HH", r, 72) == (20, 1)      # nlattr INET_DIAG_REQ_BYTECODE
+        bcs.append(r[76:])
+    assert [p for p in range(0, 65536) if _bc_accepts(bcs[0], p)] == list(range(25000, 61000))
+    fake = FakeNetlink([[b"".join(m for m in V4 if m[17] == 10) + done()], [b"".join(filtered(V4, bcs[0])) + done()],
+                        [b"".join(m for m in V6 if m[17] == 10) + done()], [b"".join(filtered(V6, bcs[1])) + done()]])
+    monkeypatch.setattr(S, "_open_netlink", lambda: fake)
+    c = S.census("netlink", port_range=(25000, 60999), owners=False, scope="ephemeral")
+    assert c.listeners == full.listeners and c.ephemeral == full.ephemeral
+    assert c.states == {} and c.total == 0 and not c.counted and full.counted
+    facts = census_facts(c, Counters({}, {}, {}, {}))
+    assert "sockets.total" not in facts and not any(k.startswith("sockets.state.") for k in facts)
+    assert facts["ephemeral.in_use"] == 7 and facts["sockets.listeners.count"] == 3
+
+
+def test_ephemeral_scope_falls_back_to_the_full_dump(monkeypatch):
+    """A kernel that refuses the filter (EINVAL) gets the unfiltered dump: a full census."""
+    fake = FakeNetlink([[b"".join(m for m in V4 if m[17] == 10) + done()], [error(-errno.EINVAL)],
+                        [b"".join(V4) + done()], [b"".join(V6) + done()]])
+    monkeypatch.setattr(S, "_open_netlink", lambda: fake)
+    c = S.census("netlink", port_range=(25000, 60999), owners=False, scope="ephemeral")
+    assert c.counted and c.total == len(V4) + len(V6) and c.states["LISTEN"] == 3 and c.source == "netlink"
+    assert [struct.unpack_from("=I", r, 20)[0] for r in fake.sent] == [1 << 10, 0x1FFE & ~(1 << 10), 0x1FFE, 0x1FFE]
+    with pytest.raises(ValueError):
+        S.census("netlink", scope="some")

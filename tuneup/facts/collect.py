@@ -32,10 +32,12 @@ def resolve_targets(pids: Iterable[int] = (), names: Iterable[str] = (), proc: s
 
 def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", service: str | None = None,
             root: str = "/", sample: float | None = None, sockets: bool = True,
-            app_configs: dict[str, Path] | None = None) -> Snapshot:
+            app_configs: dict[str, Path] | None = None, only_wanted: bool = False) -> Snapshot:
     """The live host. Beside each live sysctl the value the next boot applies (boot.KEY, from the
     files under root); with service, rlimit.nofile.* are what systemd gives that unit. With sockets,
-    the live socket census and kernel counters (read twice, `sample` seconds apart, when given)."""
+    the live socket census and kernel counters (read twice, `sample` seconds apart, when given).
+    only_wanted (an audit, not a snapshot to keep): the census is only as wide as keys need, so the
+    per-state socket counts are left out unless a key names one (observe.census_scope)."""
     from tuneup.facts import configfiles, observe
 
     keys = set(keys) | BASE_KEYS
@@ -55,7 +57,7 @@ def collect(keys: Iterable[str], pids: Iterable[int] = (), proc: str = "/proc", 
         pids = list(dict.fromkeys(pids))
         softnet = counters.read_softnet(proc) if sample else None
         sock_facts, listeners = observe.socket_facts(sample, keys, reserved.value if reserved else None, proc,
-                                                     targets=pids)
+                                                     targets=pids, only_wanted=only_wanted)
         facts.update(sock_facts)
         facts.update(_softnet_facts(softnet, counters.read_softnet(proc) if sample else None, proc))
     targets = []

@@ -27,7 +27,10 @@ from pathlib import Path
 
 from tuneup.errors import TuneupError
 from tuneup.model import RLIM_INFINITY, Fact, Value
+from tuneup.record import Frozen
 from tuneup.textsafe import printable
+
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes
 
 SYSCTL_DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
 SYSCTL_CONF = "etc/sysctl.conf"
@@ -65,8 +68,8 @@ class ConfigFileError(TuneupError):
 # procps `sysctl --system` (4.0.2) differs: it reads dot-files too, applies every line in order
 # (no cancelling "-key"), and applies /etc/sysctl.conf last even when 99-sysctl.conf links to it.
 
-@dataclass(frozen=True)
-class Assignment:
+@dataclass(init=False, eq=False, repr=False)
+class Assignment(Frozen):
     """One line of a sysctl.d file. value None: a "-key" line that only excludes key from globs."""
 
     key: str
@@ -74,6 +77,13 @@ class Assignment:
     source: str          # file as shown to the user: "etc/sysctl.d/99-x.conf" or "/etc/sysctl.d/99-x.conf"
     line: int
     ignore_failure: bool = False
+
+    def __init__(self, key, value, source, line, ignore_failure=False) -> None:
+        _set(self, "key", key)
+        _set(self, "value", value)
+        _set(self, "source", source)
+        _set(self, "line", line)
+        _set(self, "ignore_failure", ignore_failure)
 
     @property
     def glob(self) -> bool:
@@ -154,14 +164,20 @@ def parse_sysctl(text: str, source: str) -> list[Assignment]:
     return out
 
 
-@dataclass(frozen=True)
-class BootValue:
+@dataclass(init=False, eq=False, repr=False)
+class BootValue(Frozen):
     """What the next boot writes to one key, and every assignment that was considered."""
 
     key: str
     value: str
     winner: Assignment
     assignments: tuple[Assignment, ...]   # every line that sets it, in file order
+
+    def __init__(self, key, value, winner, assignments) -> None:
+        _set(self, "key", key)
+        _set(self, "value", value)
+        _set(self, "winner", winner)
+        _set(self, "assignments", assignments)
 
     @property
     def conflict(self) -> bool:
@@ -186,9 +202,11 @@ def table(assignments: list[Assignment]) -> dict[str, Assignment]:
     return out
 
 
-def resolve(assignments: list[Assignment], key: str, applier: str = "systemd") -> BootValue | None:
+def resolve(assignments: list[Assignment], key: str, applier: str = "systemd",
+            tab: dict[str, Assignment] | None = None) -> BootValue | None:
     """The value the next boot gives key, from assignments in file order (systemd-sysctl, or
-    procps `sysctl --system` with applier "procps")."""
+    procps `sysctl --system` with applier "procps"). tab: table(assignments), when the caller
+    resolves many keys over the same assignments."""
     path = sysctl_path(key)
     history = [a for a in assignments if a.value is not None
                and ((not a.glob and a.path == path) or (a.glob and glob_matches(a.key, key)))]
@@ -196,7 +214,8 @@ def resolve(assignments: list[Assignment], key: str, applier: str = "systemd") -
         if not history:
             return None
         return BootValue(key, history[-1].value or "", history[-1], tuple(history))
-    tab = table(assignments)
+    if tab is None:
+        tab = table(assignments)
     own = tab.get(path)
     if own is not None and not own.glob:
         if own.value is None:
@@ -213,11 +232,16 @@ def resolve(assignments: list[Assignment], key: str, applier: str = "systemd") -
     return BootValue(key, winner.value or "", winner, tuple(seen))
 
 
-@dataclass(frozen=True)
-class ConfFile:
+@dataclass(init=False, eq=False, repr=False)
+class ConfFile(Frozen):
     name: str       # basename: the sort key
     path: Path      # where it is read from (inside root)
     shown: str      # how findings name it
+
+    def __init__(self, name, path, shown) -> None:
+        _set(self, "name", name)
+        _set(self, "path", path)
+        _set(self, "shown", shown)
 
 
 def _shown(root: Path, rel: str) -> str:
@@ -337,8 +361,9 @@ def boot_sysctl(root: Path, keys: set[str] | None = None, applier: str | None = 
     if keys is None:
         keys = {a.key for a in assigns if not a.glob and a.value is not None}
     out = {}
+    tab = table(assigns)         # the same for every key
     for k in sorted(keys):
-        bv = resolve(assigns, k, applier)
+        bv = resolve(assigns, k, applier, tab)
         if bv is not None:
             out[k] = bv
     return out
@@ -413,12 +438,18 @@ def module_at_boot(root: Path, mod: str, release: str | None = None) -> tuple[bo
 TUNED_DIRS = ("etc/tuned", "usr/lib/tuned")
 
 
-@dataclass(frozen=True)
-class TunedValue:
+@dataclass(init=False, eq=False, repr=False)
+class TunedValue(Frozen):
     key: str
     value: str
     where: str
     at_least: bool = False   # "key=>N"
+
+    def __init__(self, key, value, where, at_least=False) -> None:
+        _set(self, "key", key)
+        _set(self, "value", value)
+        _set(self, "where", where)
+        _set(self, "at_least", at_least)
 
 
 def tuned_state(root: Path) -> tuple[list[str], str, bool]:
@@ -645,13 +676,20 @@ _DOMAIN = re.compile(r"^(\*|%?@?[A-Za-z0-9_.][A-Za-z0-9_.$-]*|%|[0-9]*:[0-9]*|@?
 _LIMIT_VALUE = re.compile(r"^(-?[0-9]+|unlimited|infinity|-1)$")
 
 
-@dataclass(frozen=True)
-class LimitEntry:
+@dataclass(init=False, eq=False, repr=False)
+class LimitEntry(Frozen):
     domain: str
     type: str       # soft | hard | -
     item: str
     value: str
     where: str
+
+    def __init__(self, domain, type, item, value, where) -> None:
+        _set(self, "domain", domain)
+        _set(self, "type", type)
+        _set(self, "item", item)
+        _set(self, "value", value)
+        _set(self, "where", where)
 
 
 def parse_limits(text: str, source: str, strict: bool = False) -> list[LimitEntry]:

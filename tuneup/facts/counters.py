@@ -18,6 +18,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from tuneup.record import Frozen, Record
+
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes
+
 # the TcpExt fields that matter for many connections (tuning.md, "Observing a live server")
 IMPORTANT_TCPEXT = (
     "ListenOverflows", "ListenDrops", "TCPTimeWaitOverflow", "TCPAbortOnMemory", "SyncookiesSent",
@@ -26,8 +30,8 @@ IMPORTANT_TCPEXT = (
 )
 
 
-@dataclass(frozen=True)
-class Counters:
+@dataclass(frozen=True, eq=False, repr=False)
+class Counters(Record):
     sockstat: dict[str, dict[str, int]]
     netstat: dict[str, dict[str, int]]
     snmp: dict[str, dict[str, int]]
@@ -35,13 +39,20 @@ class Counters:
     errors: dict[str, str] = field(default_factory=dict)   # file -> why it could not be read
 
 
-@dataclass(frozen=True)
-class Sample:
+@dataclass(init=False, eq=False, repr=False)
+class Sample(Frozen):
     seconds: float
     delta: dict[str, dict[str, int]]      # {"TcpExt": {...}, "Tcp": {...}}
     rate: dict[str, dict[str, float]]     # delta / seconds
     before: Counters
     after: Counters
+
+    def __init__(self, seconds, delta, rate, before, after) -> None:
+        _set(self, "seconds", seconds)
+        _set(self, "delta", delta)
+        _set(self, "rate", rate)
+        _set(self, "before", before)
+        _set(self, "after", after)
 
 
 # ---------------------------------------------------------------------------- pure parsers

@@ -39,21 +39,35 @@ def _source(key: str, method: str) -> str:
     return "census"
 
 
+def census_scope(wanted: Iterable[str]) -> str:
+    """The census an audit needs: "all" when a wanted key counts sockets by state (or in all),
+    else "ephemeral" (listeners and ephemeral ports: every other census fact)."""
+    for key in wanted:
+        if key == "sockets.total" or key.startswith("sockets.state."):
+            return "all"
+    return "ephemeral"
+
+
 def socket_facts(sample_s: float | None = None, wanted: Iterable[str] = (), reserved: str | None = None,
-                 proc: str = "/proc", targets: Iterable[int] = ()) -> tuple[dict[str, Fact], list[dict]]:
+                 proc: str = "/proc", targets: Iterable[int] = (),
+                 only_wanted: bool = False) -> tuple[dict[str, Fact], list[dict]]:
     """(facts, listeners). Sample keys the rules want but no window was sampled stay absent.
+
+    only_wanted: the census is only as wide as the wanted keys need (census_scope): without a
+    wanted state count, sockets.total and sockets.state.* are left out rather than counted.
 
     listener.L.server_backlog is the backlog of a listener owned by a --pid/--process target and
     absent for every other listener: the listen() backlog is judged for the server under audit,
     not for sshd or a local resolver.
     """
     targets = set(targets)
+    wanted = list(wanted)
     from tuneup.facts import counters
     from tuneup.facts.sockets import census
     from tuneup.facts.sockets_render import census_facts
 
     first = counters.read_counters(proc) if sample_s else None
-    c = census("auto", proc=proc)
+    c = census("auto", proc=proc, scope=census_scope(wanted) if only_wanted else "all")
     smp = counters.sample(sample_s, proc, first=first) if sample_s else None
     cnt = smp.after if smp else counters.read_counters(proc)
     facts: dict[str, Fact] = {}

@@ -15,6 +15,13 @@ Nothing is built per socket: the dump is walked in place and aggregated as it go
 state, the listeners, and a count per remote address:port of sockets whose local port lies in the
 ephemeral range). Addresses are formatted only for listeners and for the reported destinations.
 
+``scope="ephemeral"`` (what an audit asks for when no rule reads the state counts): per family one
+dump of LISTEN sockets only, then one of the other states with an inet_diag bytecode filter
+``sport >= lo && sport <= hi`` (as ``ss 'sport >= :lo and sport <= :hi'`` sends), so the kernel
+skips server-side and other sockets instead of copying them out. Listeners and ephemeral usage are
+exactly those of a full census; the state counts and the total are not gathered (``counted`` False).
+A kernel that refuses the filter gets the full dump.
+
 Ephemeral usage counts non-listening sockets whose local port is inside
 net.ipv4.ip_local_port_range, keyed by remote address:port (a 4-tuple is unique, so each
 destination can use the whole range once). Sockets whose local port is a listening port of the same
@@ -43,6 +50,10 @@ import struct
 import sys
 from dataclasses import dataclass, field
 
+from tuneup.record import Frozen
+
+_set = object.__setattr__   # the written-out __init__s of the Frozen classes
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLMSG_ERROR = 2
@@ -50,14 +61,18 @@ NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 IPPROTO_TCP = 6
+TCP_LISTEN = 10
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
 
-TCP_LISTEN = 10
 # bits 1..12: ESTABLISHED .. NEW_SYN_RECV, what `ss -a` asks for. Not bit 13 (TCP_BOUND_INACTIVE,
 # kernel 6.6+): bound-but-idle sockets are no connections, and asking for them makes the kernel
 # walk every bind bucket (about +30% kernel time at 200K sockets).
 ALL_STATES = 0x1FFE
+LISTEN_ONLY = 1 << TCP_LISTEN
+INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_BC_S_GE = 2
+INET_DIAG_BC_S_LE = 3
 # index = kernel TCP state number (include/net/tcp_states.h)
 STATE_NAMES = (
     None, "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
@@ -73,10 +88,14 @@ OWNER_FD_BUDGET = 20_000        # readlinks allowed in the second pass: about 0.
 
 # nlmsghdr(16) + inet_diag_msg(72); see include/uapi/linux/inet_diag.h
 _REQ = struct.Struct("=IHHIIBBBxI48x")            # header + inet_diag_req_v2 (sockid all zero)
+# nlattr INET_DIAG_REQ_BYTECODE + 4 inet_diag_bc_op {code, yes, no}: "S_GE lo; S_LE hi"; a failed
+# test jumps 4 bytes past the end (reject), a passed one to the next test, past the end accepts
+_BC = struct.Struct("=HH" + "BBH" * 4)
 # walk: nlmsg_len, nlmsg_type (host order), idiag_state, idiag_sport read in host order too (it is
 # big endian: _port_table is indexed by that reading)
 _WALK = struct.Struct("=IH11xBxxH").unpack_from
 # a full message for listeners: family, state, sport, dport, src, dst, if, rqueue, wqueue, uid, inode
+_WALK_PORT = struct.Struct("=IH14xH").unpack_from     # the same without the state
 _FULL = struct.Struct("=16xBBxx2s2s16s16sI8x4xIIII").unpack_from
 _ERRNO = struct.Struct("=i").unpack_from
 MSG_MIN = 16 + 72
@@ -86,8 +105,8 @@ class NetlinkUnavailable(OSError):
     """inet_diag could not be used; the message says which step failed and why."""
 
 
-@dataclass(frozen=True)
-class Listener:
+@dataclass(init=False, eq=False, repr=False)
+class Listener(Frozen):
     local: str                      # "127.0.0.1:80", "[::1]:80"
     backlog: int | None             # effective backlog (Send-Q); None from /proc
     queue: int                      # current accept queue (Recv-Q)
@@ -98,27 +117,49 @@ class Listener:
     pid: int | None = None
     process: str | None = None
 
+    def __init__(self, local, backlog, queue, inode, family, port, uid=None, pid=None, process=None) -> None:
+        _set(self, "local", local)
+        _set(self, "backlog", backlog)
+        _set(self, "queue", queue)
+        _set(self, "inode", inode)
+        _set(self, "family", family)
+        _set(self, "port", port)
+        _set(self, "uid", uid)
+        _set(self, "pid", pid)
+        _set(self, "process", process)
+
     def as_dict(self) -> dict:
         return {"local": self.local, "backlog": self.backlog, "queue": self.queue, "pid": self.pid,
                 "process": self.process}
 
 
-@dataclass(frozen=True)
-class Destination:
+@dataclass(init=False, eq=False, repr=False)
+class Destination(Frozen):
     remote: str                     # "10.0.0.5:443", "[2001:db8::1]:443"
     in_use: int
     share: float                    # in_use / size of the ephemeral range
+
+    def __init__(self, remote, in_use, share) -> None:
+        _set(self, "remote", remote)
+        _set(self, "in_use", in_use)
+        _set(self, "share", share)
 
     def as_dict(self) -> dict:
         return {"remote": self.remote, "in_use": self.in_use, "share": self.share}
 
 
-@dataclass(frozen=True)
-class Ephemeral:
+@dataclass(init=False, eq=False, repr=False)
+class Ephemeral(Frozen):
     range: tuple[int, int]
     in_use: int
     destinations: tuple[Destination, ...]
     distinct_destinations: int = 0
+
+    def __init__(self, range, in_use, destinations, distinct_destinations=0) -> None:
+        _set(self, "range", range)
+        _set(self, "in_use", in_use)
+        _set(self, "destinations", destinations)
+        _set(self, "distinct_destinations", distinct_destinations)
 
     @property
     def size(self) -> int:
@@ -129,8 +170,8 @@ class Ephemeral:
                 "destinations": [d.as_dict() for d in self.destinations]}
 
 
-@dataclass(frozen=True)
-class Census:
+@dataclass(init=False, eq=False, repr=False)
+class Census(Frozen):
     states: dict[str, int]
     listeners: tuple[Listener, ...]
     ephemeral: Ephemeral
@@ -138,6 +179,18 @@ class Census:
     note: str | None = None         # why the fallback was used, what is missing
     total: int = 0
     owner_note: str | None = field(default=None, compare=False)
+    counted: bool = True            # False: states and total were not gathered (scope="ephemeral")
+
+    def __init__(self, states, listeners, ephemeral, source, note=None, total=0, owner_note=None,
+                 counted=True) -> None:
+        _set(self, "states", states)
+        _set(self, "listeners", listeners)
+        _set(self, "ephemeral", ephemeral)
+        _set(self, "source", source)
+        _set(self, "note", note)
+        _set(self, "total", total)
+        _set(self, "owner_note", owner_note)
+        _set(self, "counted", counted)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -212,9 +265,24 @@ def _open_netlink() -> socket.socket:
     return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
 
 
+def _requests(family: int, seq: int, port_range: tuple[int, int], ephemeral_only: bool) -> list[bytes]:
+    """The dump request(s) for one family: all states; or LISTEN, then the others filtered in the
+    kernel to a local port inside port_range (listeners first: their ports are server-side)."""
+    flags = NLM_F_REQUEST | NLM_F_DUMP
+    if not ephemeral_only:
+        return [_REQ.pack(_REQ.size, SOCK_DIAG_BY_FAMILY, flags, seq, 0, family, IPPROTO_TCP, 0, ALL_STATES)]
+    lo, hi = max(port_range[0], 0), min(port_range[1], 65535)
+    bc = _BC.pack(_BC.size, INET_DIAG_REQ_BYTECODE, INET_DIAG_BC_S_GE, 8, 20, 0, 0, lo,
+                  INET_DIAG_BC_S_LE, 8, 12, 0, 0, hi)
+    return [_REQ.pack(_REQ.size, SOCK_DIAG_BY_FAMILY, flags, seq, 0, family, IPPROTO_TCP, 0, LISTEN_ONLY),
+            _REQ.pack(_REQ.size + len(bc), SOCK_DIAG_BY_FAMILY, flags, seq + 1, 0, family, IPPROTO_TCP, 0,
+                      ALL_STATES & ~LISTEN_ONLY) + bc]
+
+
 def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int, dict[bytes, int]],
-                  listeners: list[Listener]) -> tuple[int, int]:
-    """Walk both families' dumps; fill counts/keys/listeners. Returns (total, ephemeral in use)."""
+                  listeners: list[Listener], ephemeral_only: bool = False) -> tuple[int, int]:
+    """Walk both families' dumps; fill counts/keys/listeners. Returns (total, ephemeral in use).
+    ephemeral_only: only listeners and sockets on an ephemeral port are dumped (counts partial)."""
     try:
         s = _open_netlink()
     except OSError as e:
@@ -232,6 +300,7 @@ def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int
         view = memoryview(buf)
         recv_into = s.recv_into
         walk = _WALK
+        walk_port = _WALK_PORT
         eph = _port_table(*port_range)
         in_use = 0
         seq = 0
@@ -239,65 +308,94 @@ def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int
             listen_sw: list[int] = []
             fam_keys: dict[bytes, int] = keys.setdefault(family, {})
             get = fam_keys.get
-            seq += 1
-            req = _REQ.pack(_REQ.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
-                            family, IPPROTO_TCP, 0, ALL_STATES)
-            try:
-                s.send(req)
-            except OSError as e:
-                raise NetlinkUnavailable(e.errno, f"netlink send: {e.strerror or e}") from None
-            done = False
-            while not done:
+            reqs = _requests(family, seq + 1, port_range, ephemeral_only)
+            seq += len(reqs)
+            for i, req in enumerate(reqs):
+                filtered = ephemeral_only and i == 1
                 try:
-                    n = recv_into(buf, RECV_BUFSIZE)
-                except InterruptedError:
-                    continue
+                    s.send(req)
                 except OSError as e:
-                    raise NetlinkUnavailable(e.errno, f"netlink recv: {e.strerror or e}") from None
-                if n == 0:
-                    raise NetlinkUnavailable(errno.EIO, "netlink recv: empty read before NLMSG_DONE")
-                data = bytes(view[:n + MSG_MIN])    # bytes: slices of it are hashable keys
-                off = 0
-                # The hot loop, per socket: one unpack, a list increment, a table lookup; for a
-                # socket on an ephemeral port also a 34-byte slice (dport, src, dst) and a dict bump.
-                while off + 16 <= n:
-                    ln, typ, st, sp = walk(data, off)
-                    if typ == 20:                   # SOCK_DIAG_BY_FAMILY
-                        counts[st] += 1
-                        if eph[sp]:
-                            if st != 10:
-                                k = data[off + 22:off + 56]
-                                fam_keys[k] = get(k, 0) + 1
-                                in_use += 1
-                            else:                   # sockets on a listening port are server-side
-                                eph[sp] = 0
-                                listen_sw.append(sp)
-                                listeners.append(_listener_from(data, off))
-                        elif st == 10:
-                            listeners.append(_listener_from(data, off))
-                        if ln < MSG_MIN:
-                            raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
-                        off += (ln + 3) & ~3
+                    raise NetlinkUnavailable(e.errno, f"netlink send: {e.strerror or e}") from None
+                done = False
+                while not done:
+                    try:
+                        n = recv_into(buf, RECV_BUFSIZE)
+                    except InterruptedError:
                         continue
-                    if typ == NLMSG_DONE:
-                        if ln >= 20:
-                            err = _ERRNO(data, off + 16)[0]
-                            if err < 0:
-                                raise NetlinkUnavailable(-err, f"netlink dump: {os.strerror(-err)}")
-                        done = True
-                        break
-                    if typ == NLMSG_ERROR:
-                        err = _ERRNO(data, off + 16)[0] if ln >= 20 else -errno.EIO
-                        if err < 0:
-                            raise NetlinkUnavailable(-err, f"netlink request: {os.strerror(-err)}")
-                    if ln < 16:
-                        raise NetlinkUnavailable(errno.EIO, "netlink: malformed message")
-                    off += (ln + 3) & ~3
+                    except OSError as e:
+                        raise NetlinkUnavailable(e.errno, f"netlink recv: {e.strerror or e}") from None
+                    if n == 0:
+                        raise NetlinkUnavailable(errno.EIO, "netlink recv: empty read before NLMSG_DONE")
+                    data = bytes(view[:n + MSG_MIN])    # bytes: slices of it are hashable keys
+                    off = 0
+                    if filtered:
+                        # Only non-listening sockets on an ephemeral port come (the kernel filtered
+                        # them): per socket one unpack, a table lookup (not a listening port), the
+                        # 34-byte key and a dict bump; no state, no count.
+                        while off + 16 <= n:
+                            ln, typ, sp = walk_port(data, off)
+                            if typ == 20:
+                                if eph[sp]:
+                                    k = data[off + 22:off + 56]
+                                    fam_keys[k] = get(k, 0) + 1
+                                    in_use += 1
+                                if ln < MSG_MIN:
+                                    raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
+                                off += (ln + 3) & ~3
+                                continue
+                            if _control(data, off, ln, typ):
+                                done = True
+                                break
+                            off += (ln + 3) & ~3
+                        continue
+                    # The hot loop, per socket: one unpack, a list increment, a table lookup; for a
+                    # socket on an ephemeral port also a 34-byte slice (dport, src, dst) and a dict bump.
+                    while off + 16 <= n:
+                        ln, typ, st, sp = walk(data, off)
+                        if typ == 20:                   # SOCK_DIAG_BY_FAMILY
+                            counts[st] += 1
+                            if eph[sp]:
+                                if st != 10:
+                                    k = data[off + 22:off + 56]
+                                    fam_keys[k] = get(k, 0) + 1
+                                    in_use += 1
+                                else:                   # sockets on a listening port are server-side
+                                    eph[sp] = 0
+                                    listen_sw.append(sp)
+                                    listeners.append(_listener_from(data, off))
+                            elif st == 10:
+                                listeners.append(_listener_from(data, off))
+                            if ln < MSG_MIN:
+                                raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
+                            off += (ln + 3) & ~3
+                            continue
+                        if _control(data, off, ln, typ):
+                            done = True
+                            break
+                        off += (ln + 3) & ~3
             for sp in listen_sw:                    # listening ports count per family only
                 eph[sp] = 1
         return sum(counts), in_use
     finally:
         s.close()
+
+
+def _control(data: bytes, off: int, ln: int, typ: int) -> bool:
+    """A message other than a socket: True at NLMSG_DONE; an error (in DONE or NLMSG_ERROR) or a
+    malformed length raises NetlinkUnavailable; anything else (an acknowledgement) is skipped."""
+    if typ == NLMSG_DONE:
+        if ln >= 20:
+            err = _ERRNO(data, off + 16)[0]
+            if err < 0:
+                raise NetlinkUnavailable(-err, f"netlink dump: {os.strerror(-err)}")
+        return True
+    if typ == NLMSG_ERROR:
+        err = _ERRNO(data, off + 16)[0] if ln >= 20 else -errno.EIO
+        if err < 0:
+            raise NetlinkUnavailable(-err, f"netlink request: {os.strerror(-err)}")
+    if ln < 16:
+        raise NetlinkUnavailable(errno.EIO, "netlink: malformed message")
+    return False
 
 
 def _listener_from(buf, off: int) -> Listener:
@@ -481,7 +579,8 @@ def resolve_owners(inodes: set[int], proc: str = "/proc", *,
 # ---------------------------------------------------------------------------- census
 
 def census(method: str = "auto", *, port_range: tuple[int, int] | None = None, top: int = DEFAULT_TOP,
-           owners: bool = True, owner_budget: int | None = OWNER_FD_BUDGET, proc: str = "/proc") -> Census:
+           owners: bool = True, owner_budget: int | None = OWNER_FD_BUDGET, proc: str = "/proc",
+           scope: str = "all") -> Census:
     """Count this network namespace's TCP sockets.
 
     method: "auto" (netlink, else /proc with a note saying why), "netlink" (raise
@@ -489,9 +588,13 @@ def census(method: str = "auto", *, port_range: tuple[int, int] | None = None, t
     port_range: the ephemeral range; default net.ipv4.ip_local_port_range of this namespace.
     top: how many destinations to report. owners: resolve listener pid/process, reading at most
     owner_budget descriptors beyond each process's first OWNER_FIRST_PASS_FDS (None: no limit).
+    scope: "all"; or "ephemeral": over netlink only listeners and sockets on an ephemeral port are
+    dumped (the same listeners and ephemeral usage), states and total are not counted (counted False).
     """
     if method not in ("auto", "netlink", "proc"):
         raise ValueError(f"unknown census method {method!r}")
+    if scope not in ("all", "ephemeral"):
+        raise ValueError(f"unknown census scope {scope!r}")
     rng = tuple(port_range) if port_range else read_port_range(proc)
     counts = _empty_counts()
     keys: dict = {}
@@ -499,7 +602,14 @@ def census(method: str = "auto", *, port_range: tuple[int, int] | None = None, t
     note = None
     source = "netlink"
     total = in_use = 0
-    if method != "proc":
+    counted = True
+    if method != "proc" and scope == "ephemeral":
+        try:
+            total, in_use = _netlink_dump(rng, counts, keys, listeners, ephemeral_only=True)
+            counted = False
+        except NetlinkUnavailable:      # a kernel that refuses the filter: the full dump below
+            counts, keys, listeners = _empty_counts(), {}, []
+    if method != "proc" and counted:
         try:
             total, in_use = _netlink_dump(rng, counts, keys, listeners)
         except NetlinkUnavailable as e:
@@ -508,7 +618,7 @@ def census(method: str = "auto", *, port_range: tuple[int, int] | None = None, t
             note = f"netlink inet_diag unavailable ({e.strerror}); read /proc/net/tcp{{,6}}"
             source = "proc"
             counts, keys, listeners = _empty_counts(), {}, []
-    else:
+    elif method == "proc":
         source = "proc"
         note = "/proc/net/tcp{,6} requested"
     if source == "proc":
@@ -526,8 +636,8 @@ def census(method: str = "auto", *, port_range: tuple[int, int] | None = None, t
             for x in listeners
         ]
     listeners.sort(key=lambda x: (x.port, x.family, x.local))
-    return Census(_states_dict(counts), tuple(listeners), _ephemeral(keys, rng, in_use, top), source,
-                  note, total, owner_note)
+    return Census(_states_dict(counts) if counted else {}, tuple(listeners), _ephemeral(keys, rng, in_use, top),
+                  source, note, total if counted else 0, owner_note, counted)
 
 
 if __name__ == "__main__":

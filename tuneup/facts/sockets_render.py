@@ -87,9 +87,11 @@ def to_json_dict(census: Census, counters: Counters, sample: Sample | None = Non
 
 
 def census_facts(census: Census, counters: Counters, sample: Sample | None = None) -> dict[str, object]:
-    f: dict[str, object] = {"sockets.source": census.source, "sockets.total": census.total}
-    for name, n in census.states.items():
-        f[f"sockets.state.{name}"] = n
+    f: dict[str, object] = {"sockets.source": census.source}
+    if census.counted:     # a census of listeners and ephemeral ports only has no state counts
+        f["sockets.total"] = census.total
+        for name, n in census.states.items():
+            f[f"sockets.state.{name}"] = n
     f["sockets.listeners"] = [x.as_dict() for x in census.listeners]
     f["sockets.listeners.count"] = len(census.listeners)
     fills = [x.queue / x.backlog for x in census.listeners if x.backlog]

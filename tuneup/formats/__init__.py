@@ -20,6 +20,14 @@ class OutputFormat(StrEnum):
     PROMETHEUS = "prometheus"
 
 
+class CapacityFormat(StrEnum):
+    """`capacity` and `probe` --format (rendered by tuneup.formats.capacity, which re-exports it);
+    here so that building the CLI does not import that renderer and json."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
 def module(fmt: OutputFormat) -> ModuleType:
     """Map every format choice to its implementation (imported only when chosen)."""
     if fmt == OutputFormat.TABLE:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tuneup.compat import StrEnum, assert_never
+from tuneup.compat import assert_never
+from tuneup.formats import CapacityFormat  # noqa: F401 - defined there (the CLI builds without this module)
 from tuneup.formats.termfit import group, table, terminal_width, wrap
 from tuneup.textsafe import block_safe, printable
 
-if TYPE_CHECKING:   # annotations only: the CLI imports CapacityFormat for every command
+if TYPE_CHECKING:   # annotations only
     from tuneup.capacity import Capacity, Limit
-
-
-class CapacityFormat(StrEnum):
-    TABLE = "table"
-    JSON = "json"
 
 
 CAPACITY_SCHEMA = "tuneup.capacity/1"

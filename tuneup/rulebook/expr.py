@@ -99,20 +99,21 @@ class Expr:
         self.names: set[str] = set()
         self._keys: set[str] = set()   # fact()/has() keys, gathered by _check's walk
         try:
-            self._check(tree.body)
+            dynamic: set[int] = set()
+            self._check(tree.body, dynamic)
             self._tree = tree.body
-            self._fold_constants(tree.body)
+            self._fold_constants(tree.body, dynamic)
         except RecursionError:
             raise ExprError(f"expression nested too deeply: {text!r}") from None
 
-    def _fold_constants(self, node: ast.AST) -> None:
+    def _fold_constants(self, node: ast.AST, dynamic: set[int]) -> None:
         """Evaluate every constant part (no names, no facts) once, at load time, so that a constant
-        too large to compute (`(9**64)**64`) is a load error, not a failing audit."""
+        too large to compute (`(9**64)**64`) is a load error, not a failing audit. `dynamic`: the ids
+        of the nodes whose subtree holds a name or a fact()/has() call (from _check's walk)."""
         if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Tuple, ast.List, ast.Compare,
                                  ast.BoolOp, ast.IfExp, ast.Subscript)):
             return
-        if not any(isinstance(n, ast.Name) or isinstance(n, ast.Call) and n.func.id in CONTEXT_FUNCTIONS
-                   for n in ast.walk(node)):
+        if id(node) not in dynamic:
             try:
                 _Eval({}, None, None, self.text).run(node)
             except ExprTooLarge:
@@ -121,9 +122,13 @@ class Expr:
                 pass
             return
         for child in ast.iter_child_nodes(node):
-            self._fold_constants(child)
+            self._fold_constants(child, dynamic)
 
-    def _check(self, node: ast.AST) -> None:
+    def _check(self, node: ast.AST, dynamic: set[int]) -> bool:
+        """Refuse what the language does not allow; gather names and fact keys. Returns whether the
+        subtree holds a name (a call's function name included) or fact()/has(), and puts the ids of
+        such nodes in `dynamic`."""
+        d = False
         if isinstance(node, ast.Constant):
             v = node.value
             if not isinstance(v, (int, float, str, bool)) or v is None:
@@ -134,35 +139,36 @@ class Expr:
                 raise ExprError(f"{name} is a function; call it in {self.text!r}")
             if name not in ("True", "False"):
                 self.names.add(name)
+            d = True
         elif isinstance(node, (ast.Tuple, ast.List)):
             for e in node.elts:
-                self._check(e)
+                d = self._check(e, dynamic) or d
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _BINOPS:
                 raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
-            self._check(node.left)
-            self._check(node.right)
+            d = self._check(node.left, dynamic)
+            d = self._check(node.right, dynamic) or d
         elif isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
                 raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
-            self._check(node.operand)
+            d = self._check(node.operand, dynamic)
         elif isinstance(node, ast.BoolOp):
             for v in node.values:
-                self._check(v)
+                d = self._check(v, dynamic) or d
         elif isinstance(node, ast.Compare):
             for op in node.ops:
                 if type(op) not in _CMPOPS:
                     raise ExprError(f"comparison {type(op).__name__} not allowed in {self.text!r}")
-            self._check(node.left)
+            d = self._check(node.left, dynamic)
             for c in node.comparators:
-                self._check(c)
+                d = self._check(c, dynamic) or d
         elif isinstance(node, ast.IfExp):
-            self._check(node.test)
-            self._check(node.body)
-            self._check(node.orelse)
+            d = self._check(node.test, dynamic)
+            d = self._check(node.body, dynamic) or d
+            d = self._check(node.orelse, dynamic) or d
         elif isinstance(node, ast.Subscript):
-            self._check(node.value)
-            self._check(node.slice)
+            d = self._check(node.value, dynamic)
+            d = self._check(node.slice, dynamic) or d
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             fname, args = node.func.id, node.args
             if fname not in FUNCTIONS and fname not in CONTEXT_FUNCTIONS:
@@ -174,9 +180,13 @@ class Expr:
             if fname in CONTEXT_FUNCTIONS:
                 self._keys.add(args[0].value)
             for a in args:
-                self._check(a)
+                self._check(a, dynamic)
+            d = True        # the function's name is a Name node of its own
         else:
             raise ExprError(f"{type(node).__name__} not allowed in {self.text!r}")
+        if d:
+            dynamic.add(id(node))
+        return d
 
     def fact_keys(self) -> set[str]:
         """Fact keys this expression reads with fact()/has()."""

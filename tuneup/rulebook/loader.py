@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from itertools import accumulate, chain
 from operator import methodcaller
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tuneup import gcpause
 from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
@@ -163,8 +163,15 @@ def _line_of(text: str, pattern: str) -> int | None:
     return None
 
 
-def _table_header(table: str, name: str) -> str:
-    return r"^\[" + table + r"\." + re.escape(name) + r"[\].]"
+def _header_line(lines: list[str], table: str, name: str) -> int | None:
+    """The first line that opens [table.NAME] or [table.NAME.sub] (the regex ^\\[table\\.NAME[\\].]
+    on each line, without compiling one per name)."""
+    prefix = f"[{table}.{name}"
+    n = len(prefix)
+    for i, line in enumerate(lines, 1):
+        if line.startswith(prefix) and line[n:n + 1] in ("]", "."):
+            return i
+    return None
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -206,10 +213,10 @@ def _number(val: Any, where: str) -> int | float:
     return val
 
 
-def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+def _table(data: dict[str, Any], key: str, where: Callable[[], str]) -> dict[str, Any]:
     v = data.get(key, {})
     if not isinstance(v, dict):
-        raise ProfileError(f"{key!r} must be a table ([{key}.NAME])", where)
+        raise ProfileError(f"{key!r} must be a table ([{key}.NAME])", where())
     return v
 
 
@@ -218,8 +225,9 @@ def _load_profiles(book: Rulebook, path: Path) -> None:
     def at(pattern: str) -> str:
         return f"{path}:{_line_of(text, pattern) or 1}"
 
-    for name, spec in _table(data, "param", at(r"^\[?param\b")).items():
-        where = f"{path}:{_line_of(text, _table_header('param', name)) or 1}"
+    lines = text.splitlines()
+    for name, spec in _table(data, "param", lambda: at(r"^\[?param\b")).items():
+        where = f"{path}:{_header_line(lines, 'param', name) or 1}"
         if not isinstance(spec, dict) or ("default" not in spec and "derive" not in spec):
             raise ProfileError(f"param {name!r} needs a default (or a derive expression)", where)
         desc = spec.get("description", "")
@@ -249,8 +257,8 @@ def _load_profiles(book: Rulebook, path: Path) -> None:
         if not isinstance(dp, str) or not dp:
             raise ProfileError("default_profile must be a profile name (a string)", at(r"^default_profile\b"))
         book.default_profile = dp
-    for name, spec in _table(data, "profile", at(r"^\[?profile\b")).items():
-        where = f"{path}:{_line_of(text, _table_header('profile', name)) or 1}"
+    for name, spec in _table(data, "profile", lambda: at(r"^\[?profile\b")).items():
+        where = f"{path}:{_header_line(lines, 'profile', name) or 1}"
         _check_profile(book, name, spec, where)
         book.profile_defs[name] = {**spec, "_origin": where}
 

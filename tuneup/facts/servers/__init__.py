@@ -54,9 +54,6 @@ def kind_of(proc: Mapping) -> str | None:
 def add_facts(snap: Snapshot, app_configs: Mapping[str, Path] | None = None, root: Path | None = None,
               proc: str = "/proc") -> None:
     """Add app.* facts to snap (in place). Live targets first; --app-config wins over both."""
-    from tuneup.facts.servers import beam_config, haproxy, nginx, redis
-
-    cpus = int(snap.host.get("cpus") or os.cpu_count() or 1)
     by_kind: dict[str, list[int]] = {}
     argv_of: dict[int, list[str]] = {}
     for p in snap.processes:
@@ -64,6 +61,11 @@ def add_facts(snap: Snapshot, app_configs: Mapping[str, Path] | None = None, roo
         if kind is not None and isinstance(p.get("pid"), int):
             by_kind.setdefault(kind, []).append(p["pid"])
             argv_of[p["pid"]] = list(p.get("cmdline") or [])
+    if root is None and not by_kind and not app_configs:
+        return      # no server to read: the parsers are not even imported (start-up of a plain audit)
+    from tuneup.facts.servers import beam_config, haproxy, nginx, redis
+
+    cpus = int(snap.host.get("cpus") or os.cpu_count() or 1)
     facts = {}
     if root is not None:
         r = Path(root)
