@@ -287,12 +287,12 @@ def test_the_json_listing_of_a_hostile_rule_is_valid_and_printable(tmp_path):
 
 
 def test_printable_block_returns_clean_text_as_it_is_and_escapes_the_rest():
-    from tuneup.textsafe import _UNSAFE, printable_block
+    from tuneup.textsafe import printable_block, unsafe_rx
 
     clean = "a table\n  of | lines ~\n\n"
     assert printable_block(clean) is clean
     for c in map(chr, range(0x110000)):
-        if (_UNSAFE.match(c) or c == "\t") and c != "\n":
+        if (unsafe_rx().match(c) or c == "\t") and c != "\n":
             assert printable_block(f"x{c}\ny") != f"x{c}\ny", hex(ord(c))
     assert printable_block("a\tb\x1b\n\u2028") == "a    b\\x1b\n\\u2028"
 
@@ -386,3 +386,19 @@ def test_lines_are_counted_at_newlines_only_as_the_toml_parser_counts_them(tmp_p
 
     with pytest.raises(RuleFileError, match=re.escape(f"x.toml:{at}: rule A-TWO: severity must be")):
         loader.load([tmp_path])
+
+
+def test_printable_and_has_unsafe_agree_with_the_regex_on_every_code_point():
+    """printable() skips the regex for a str.isprintable() text: that must never skip a character
+    the regex escapes (the regex is compiled only for the rest)."""
+    import re
+
+    from tuneup.textsafe import has_unsafe, printable
+
+    rx = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+    for c in map(chr, range(0x110000)):
+        text = f"a{c}b"
+        want = rx.sub(lambda m: (f"\\x{ord(m.group(0)):02x}" if ord(m.group(0)) < 0x100
+                                 else f"\\u{ord(m.group(0)):04x}"), text)
+        assert printable(text) == want, hex(ord(c))
+        assert has_unsafe(text) == (rx.search(text) is not None), hex(ord(c))

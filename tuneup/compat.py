@@ -7,12 +7,20 @@ import enum
 import sys
 from typing import NoReturn
 
-try:
-    # tomli ships compiled (mypyc) wheels: about 3x faster than the standard library's pure-Python
-    # tomllib on the same input (100,000 rules), and quicker to import; tomllib when it is missing.
-    import tomli as tomllib
-except ImportError:  # pragma: no cover
-    import tomllib  # type: ignore[no-redef]  # novermin (tomli is a dependency; never reached)
+
+def __getattr__(name: str) -> object:
+    """tomllib, imported on first use (PEP 562): an audit whose rule files are all pre-parsed
+    (tuneup/rulebook/parsed.py) never imports it. tomli ships compiled (mypyc) wheels: about 3x
+    faster than the standard library's pure-Python tomllib on the same input (100,000 rules);
+    tomllib when it is missing."""
+    if name != "tomllib":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        import tomli as mod
+    except ImportError:  # pragma: no cover
+        import tomllib as mod  # type: ignore[no-redef]  # novermin (tomli is a dependency; never reached)
+    globals()["tomllib"] = mod
+    return mod
 
 if sys.version_info >= (3, 11):
     from enum import StrEnum  # novermin (guarded by the version check)

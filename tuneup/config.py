@@ -41,6 +41,8 @@ class ConfigError(TuneupError):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Config(Record):
+    """A tuneup.toml: its profile, fail_on, params and waivers (None where it says nothing)."""
+
     path: str | None = None
     profile: str | None = None
     fail_on: str | None = None

@@ -43,6 +43,8 @@ class WaiverError(TuneupError):
 
 @dataclass(init=False, eq=False, repr=False)
 class Waiver(Frozen):
+    """An accepted finding: rule id or glob, reason, expiry, hostname globs, origin."""
+
     rule: str                      # id or glob, upper case
     reason: str
     expires: _dt.date

@@ -234,6 +234,8 @@ def resolve(assignments: list[Assignment], key: str, applier: str = "systemd",
 
 @dataclass(init=False, eq=False, repr=False)
 class ConfFile(Frozen):
+    """A config file of a drop-in directory: its basename, where it is read, how findings name it."""
+
     name: str       # basename: the sort key
     path: Path      # where it is read from (inside root)
     shown: str      # how findings name it
@@ -440,6 +442,8 @@ TUNED_DIRS = ("etc/tuned", "usr/lib/tuned")
 
 @dataclass(init=False, eq=False, repr=False)
 class TunedValue(Frozen):
+    """A sysctl key a tuned profile sets (at_least: written key=>N)."""
+
     key: str
     value: str
     where: str
@@ -678,6 +682,8 @@ _LIMIT_VALUE = re.compile(r"^(-?[0-9]+|unlimited|infinity|-1)$")
 
 @dataclass(init=False, eq=False, repr=False)
 class LimitEntry(Frozen):
+    """One line of limits.conf or limits.d: domain, type, item, value, and where it is."""
+
     domain: str
     type: str       # soft | hard | -
     item: str

@@ -32,6 +32,8 @@ IMPORTANT_TCPEXT = (
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Counters(Record):
+    """The kernel's socket counters: sockstat, netstat, snmp, conntrack; the files that failed."""
+
     sockstat: dict[str, dict[str, int]]
     netstat: dict[str, dict[str, int]]
     snmp: dict[str, dict[str, int]]
@@ -41,6 +43,8 @@ class Counters(Record):
 
 @dataclass(init=False, eq=False, repr=False)
 class Sample(Frozen):
+    """Two Counters some seconds apart: their delta and rate per second."""
+
     seconds: float
     delta: dict[str, dict[str, int]]      # {"TcpExt": {...}, "Tcp": {...}}
     rate: dict[str, dict[str, float]]     # delta / seconds

@@ -107,6 +107,8 @@ class NetlinkUnavailable(OSError):
 
 @dataclass(init=False, eq=False, repr=False)
 class Listener(Frozen):
+    """A listening socket: address, backlog, accept queue and owner."""
+
     local: str                      # "127.0.0.1:80", "[::1]:80"
     backlog: int | None             # effective backlog (Send-Q); None from /proc
     queue: int                      # current accept queue (Recv-Q)
@@ -135,6 +137,8 @@ class Listener(Frozen):
 
 @dataclass(init=False, eq=False, repr=False)
 class Destination(Frozen):
+    """A remote address:port and how much of the ephemeral range reaches it."""
+
     remote: str                     # "10.0.0.5:443", "[2001:db8::1]:443"
     in_use: int
     share: float                    # in_use / size of the ephemeral range
@@ -150,6 +154,8 @@ class Destination(Frozen):
 
 @dataclass(init=False, eq=False, repr=False)
 class Ephemeral(Frozen):
+    """The ephemeral port range, the sockets in it, the busiest destinations."""
+
     range: tuple[int, int]
     in_use: int
     destinations: tuple[Destination, ...]
@@ -172,6 +178,8 @@ class Ephemeral(Frozen):
 
 @dataclass(init=False, eq=False, repr=False)
 class Census(Frozen):
+    """The TCP sockets of a network namespace: counts, listeners, ephemeral use."""
+
     states: dict[str, int]
     listeners: tuple[Listener, ...]
     ephemeral: Ephemeral

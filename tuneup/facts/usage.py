@@ -38,6 +38,8 @@ SYSCTL_KEYS = frozenset({
 
 @dataclass(frozen=True)
 class TcpRow:
+    """One row of /proc/net/tcp or tcp6."""
+
     local: str
     lport: int
     remote: str

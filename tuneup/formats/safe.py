@@ -19,7 +19,6 @@ from tuneup.textsafe import printable
 T = TypeVar("T", Report, Fleet)
 
 
-_UNSAFE = textsafe._UNSAFE
 _FINDING_FIELDS = tuple(f.name for f in dataclasses.fields(Finding))
 
 
@@ -27,7 +26,7 @@ def _dirty(v: Any) -> bool:
     """Whether v holds a string with a character printable() would escape (checked before copying:
     almost every report has none, and a fleet has thousands of findings)."""
     if isinstance(v, str):
-        return _UNSAFE.search(v) is not None
+        return textsafe.has_unsafe(v)
     if isinstance(v, (tuple, list)):
         return any(_dirty(x) for x in v)
     if isinstance(v, dict):

@@ -27,6 +27,7 @@ from tuneup import gcpause
 from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
 from tuneup.inputs import check_toml_tree, loads_toml, read_text, toml_may_hold_surrogates
 from tuneup.model import FixSpec, Hint, Param, Profile, Rule, Scope, Severity, Status
+from tuneup.rulebook import parsed
 from tuneup.rulebook.expr import Expr
 from tuneup.rulebook.ops import OPERATORS
 
@@ -70,6 +71,8 @@ def builtin_dir(name: str) -> Path:
 
 @dataclass
 class Rulebook:
+    """Every rule, parameter and profile loaded, with profile resolution."""
+
     rules: dict[str, Rule] = field(default_factory=dict)
     params: dict[str, Param] = field(default_factory=dict)
     profile_defs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -174,9 +177,13 @@ def _header_line(lines: list[str], table: str, name: str) -> int | None:
     return None
 
 
-def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+def _read_toml(path: Path, builtin: bool = False) -> tuple[dict[str, Any], str]:
     text = read_text(path, RuleFileError)
-    return loads_toml(text, str(path), RuleFileError), text
+    data = parsed.tree(path, text) if builtin else None
+    if data is None:
+        return loads_toml(text, str(path), RuleFileError), text
+    check_toml_tree(data, text, str(path), RuleFileError)    # as loads_toml checks what it parsed
+    return data, text
 
 
 def load(dirs: list[Path] | None = None) -> Rulebook:
@@ -188,19 +195,19 @@ def load(dirs: list[Path] | None = None) -> Rulebook:
 def _load(dirs: list[Path] | None) -> Rulebook:
     book = Rulebook()
     all_dirs = [builtin_dir("rules"), *(dirs or [])]
-    for d in all_dirs:
+    for i, d in enumerate(all_dirs):
         if not d.is_dir():
             raise UsageError("rules directory does not exist", str(d))
         prof = d / PROFILES_FILE
         if prof.exists():
-            _load_profiles(book, prof)
+            _load_profiles(book, prof, builtin=i == 0)
     if not book.profile_defs:
         raise ProfileError("no profiles defined", str(all_dirs[0] / PROFILES_FILE))
     fast = _FastPath(book)   # once the profiles and parameters are known
-    for d in all_dirs:
+    for i, d in enumerate(all_dirs):
         for path in sorted(d.glob("*.toml")):
             if path.name != PROFILES_FILE:
-                _load_rules(book, path, fast)
+                _load_rules(book, path, fast, builtin=i == 0)
     for name in book.profile_defs:
         book.lineage(name)   # unknown parents and cycles fail at load
     return book
@@ -220,8 +227,8 @@ def _table(data: dict[str, Any], key: str, where: Callable[[], str]) -> dict[str
     return v
 
 
-def _load_profiles(book: Rulebook, path: Path) -> None:
-    data, text = _read_toml(path)
+def _load_profiles(book: Rulebook, path: Path, builtin: bool = False) -> None:
+    data, text = _read_toml(path, builtin)
     def at(pattern: str) -> str:
         return f"{path}:{_line_of(text, pattern) or 1}"
 
@@ -292,9 +299,13 @@ def _check_profile(book: Rulebook, name: str, spec: Any, where: str) -> None:
                            f"got {type(exclude).__name__}", where)
 
 
-def _load_rules(book: Rulebook, path: Path, fast: _FastPath | None = None) -> None:
+def _load_rules(book: Rulebook, path: Path, fast: _FastPath | None = None, builtin: bool = False) -> None:
+    """builtin: a file of the built-in directory, whose parse rules/_parsed.json may hold
+    (tuneup.rulebook.parsed); checked and built below exactly as a parsed one."""
     text = read_text(path, RuleFileError)
-    data = loads_toml(text, str(path), RuleFileError, check=False)
+    data = parsed.tree(path, text) if builtin else None
+    if data is None:
+        data = loads_toml(text, str(path), RuleFileError, check=False)
     first_line, more_lines = _lines_by_group(_ID_LINE, text)
     fast = fast or _FastPath(book)
     built = fast.file(data, text, first_line, more_lines, str(path))
