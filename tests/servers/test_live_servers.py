@@ -1,4 +1,6 @@
-"""Live: real nginx, HAProxy, Redis and an Erlang VM in a throwaway netns, audited with --pid/--process.
+"""Live: real nginx, HAProxy, Redis and an Erlang VM in a throwaway netns, audited with --pid (each test
+targets its own server by pid: --process finds every process of that name on the host, and CI runs
+five suites at once, each with its own nginx; discovery by name is tested in tests/test_processes.py).
 The facts must equal what each server reports about itself (nginx -T, HAProxy's stats socket,
 redis-cli CONFIG GET, erl's init:get_arguments), and a server configured below the target fails
 the right rule."""
@@ -60,7 +62,7 @@ def test_nginx_live(ns, tmp_path):
     master = pidfile(tmp_path / "nginx.pid")
     ns.adopt(master)
     ns.wait_port(port)
-    snap = collect(ns, "--process", "nginx")
+    snap = collect(ns, "--pid", str(master))
     # what nginx itself prints
     dumped = subprocess.run(["nginx", "-T", "-q", "-c", str(conf)], capture_output=True, text=True).stdout
     assert "worker_connections 300;" in dumped and "backlog=64" in dumped
@@ -73,7 +75,7 @@ def test_nginx_live(ns, tmp_path):
     assert fact(snap, "app.nginx.max_clients")[0] == 2 * (300 - 18 - 2) // 2
     worker_soft = int(Path(f"/proc/{master}/limits").read_text().split("Max open files")[1].split()[0])
     assert fact(snap, "app.nginx.nofile")[0] == worker_soft
-    rep = audit(ns, "--process", "nginx", "--set", "connections=1000")
+    rep = audit(ns, "--pid", str(master), "--set", "connections=1000")
     f = finding(rep, "NGINX-CONNECTIONS")
     assert f["status"] == "fail" and f["actual"] == 280
     # the snapshot keeps them: audited elsewhere, the same finding with the same file:line
@@ -98,9 +100,10 @@ def test_haproxy_live(ns, tmp_path):
                     "backend be\n    server s1 127.0.0.1:9\n")
     assert subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)]).returncode == 0
     ns.run("haproxy", "-D", "-f", str(conf))
-    ns.adopt(pidfile(tmp_path / "h.pid"))
+    hpid = pidfile(tmp_path / "h.pid")
+    ns.adopt(hpid)
     ns.wait_port(port)
-    snap = collect(ns, "--process", "haproxy")
+    snap = collect(ns, "--pid", str(hpid))
     assert fact(snap, "app.haproxy.maxconn")[0] == 700
     assert fact(snap, "app.haproxy.frontend_maxconn")[0] == 500
     assert fact(snap, "app.haproxy.timeout_client") == (30, f"{conf}:7")
@@ -117,7 +120,7 @@ def test_haproxy_live(ns, tmp_path):
     assert fact(snap, "app.haproxy.ulimit_n")[0] == int(said["Ulimit-n"])
     assert fact(snap, "app.haproxy.maxconn")[0] == int(said["Maxconn"])
     assert fact(snap, "app.haproxy.nbthread")[0] == int(said["Nbthread"])
-    rep = audit(ns, "--process", "haproxy", "--set", "connections=600")
+    rep = audit(ns, "--pid", str(hpid), "--set", "connections=600")
     assert finding(rep, "HAPROXY-FRONTEND-MAXCONN")["status"] == "fail"
     assert finding(rep, "HAPROXY-MAXCONN")["status"] == "pass"
 
@@ -133,13 +136,14 @@ def test_redis_live_lowered_maxclients(ns, tmp_path):
     ns.wait_port(port)
     got = ns.run("redis-cli", "-p", str(port), "CONFIG", "GET", "maxclients").stdout.split()
     assert got[0] == "maxclients" and int(got[1]) == 1000 - 32
-    snap = collect(ns, "--process", "redis-server")
+    assert Path(f"/proc/{p.pid}/comm").read_text().strip() == "redis-server"   # ip netns exec, prlimit: exec'd
+    snap = collect(ns, "--pid", str(p.pid))
     assert fact(snap, "app.redis.maxclients")[0] == 968
     assert fact(snap, "app.redis.maxclients_configured") == (5000, f"{conf}:7")
     assert fact(snap, "app.redis.tcp_backlog")[0] == int(
         ns.run("redis-cli", "-p", str(port), "CONFIG", "GET", "tcp-backlog").stdout.split()[1])
     assert fact(snap, "app.redis.nofile")[0] == 1000
-    rep = audit(ns, "--process", "redis-server", "--set", "connections=2000")
+    rep = audit(ns, "--pid", str(p.pid), "--set", "connections=2000")
     assert finding(rep, "REDIS-MAXCLIENTS-NOFILE")["status"] == "fail"
     assert finding(rep, "REDIS-MAXCLIENTS")["status"] == "fail"
     assert p.poll() is None
@@ -182,9 +186,9 @@ def test_redis_with_a_password_falls_back_to_its_file(ns, tmp_path):
     port = 21000 + (hash(ns.name) % 1000)
     conf = tmp_path / "redis.conf"
     conf.write_text(f"port {port}\nbind 127.0.0.1\nsave \"\"\ndir {tmp_path}\nrequirepass pw-tH\nmaxclients 3000\n")
-    ns.popen("redis-server", str(conf))
+    p = ns.popen("redis-server", str(conf))
     ns.wait_port(port)
-    snap = collect(ns, "--process", "redis-server", "--app-config", f"redis={conf}")
+    snap = collect(ns, "--pid", str(p.pid), "--app-config", f"redis={conf}")
     assert fact(snap, "app.redis.live")[0] == 0 and "not answered" in fact(snap, "app.redis.live")[1]
     assert fact(snap, "app.redis.maxclients") == (3000, f"{conf}:6")
     said = ns.run("redis-cli", "-p", str(port), "-a", "pw-tH", "--no-auth-warning", "CONFIG", "GET", "maxclients")
