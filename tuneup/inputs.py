@@ -275,4 +275,4 @@ def toml_may_hold_surrogates(text: str) -> bool:
     """Whether a tree parsed from this TOML text may hold lone surrogates. A TOML parser refuses
     escapes of surrogates (\\ud800 is not a Unicode scalar value), so only text that holds one
     itself can give one: searched once here, not string by string in the tree."""
-    return not text.isascii() and bool(_surrogate_rx().search(text))
+    return _surrogate_in(text)

@@ -56,8 +56,9 @@ def _summary(counts: dict[str, int]) -> str:
 
 def _report_body(report: Report, level: str = "###") -> list[str]:
     findings = sorted(report.findings, key=lambda f: (_ORDER[f.status], -f.severity, f.rule))
-    problems = [f for f in findings if f.status in (Status.FAIL, Status.ERROR)]
-    other = [f for f in findings if f.status not in (Status.FAIL, Status.ERROR)]   # linear, not f not in problems
+    bad = (Status.FAIL, Status.ERROR)
+    problems = [f for f in findings if f.status in bad]
+    other = [f for f in findings if f.status not in bad]
     lines = [_host_line(report), "", f"{_summary(report.summary())}", ""]
     if problems:
         lines += _problems(problems) + [""]

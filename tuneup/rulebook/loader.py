@@ -177,13 +177,21 @@ def _header_line(lines: list[str], table: str, name: str) -> int | None:
     return None
 
 
-def _read_toml(path: Path, builtin: bool = False) -> tuple[dict[str, Any], str]:
-    text = read_text(path, RuleFileError)
+def _tree(path: Path, text: str, builtin: bool, check: bool = True) -> dict[str, Any]:
+    """The tree of a rule or profiles file: pre-parsed for a built-in file whose text
+    rules/_parsed.json records (tuneup.rulebook.parsed), else parsed; checked as loads_toml checks
+    (check=False: the caller proves it clean or calls check_toml_tree before anything may refuse it)."""
     data = parsed.tree(path, text) if builtin else None
     if data is None:
-        return loads_toml(text, str(path), RuleFileError), text
-    check_toml_tree(data, text, str(path), RuleFileError)    # as loads_toml checks what it parsed
-    return data, text
+        return loads_toml(text, str(path), RuleFileError, check=check)
+    if check:
+        check_toml_tree(data, text, str(path), RuleFileError)
+    return data
+
+
+def _read_toml(path: Path, builtin: bool = False) -> tuple[dict[str, Any], str]:
+    text = read_text(path, RuleFileError)
+    return _tree(path, text, builtin), text
 
 
 def load(dirs: list[Path] | None = None) -> Rulebook:
@@ -303,9 +311,7 @@ def _load_rules(book: Rulebook, path: Path, fast: _FastPath | None = None, built
     """builtin: a file of the built-in directory, whose parse rules/_parsed.json may hold
     (tuneup.rulebook.parsed); checked and built below exactly as a parsed one."""
     text = read_text(path, RuleFileError)
-    data = parsed.tree(path, text) if builtin else None
-    if data is None:
-        data = loads_toml(text, str(path), RuleFileError, check=False)
+    data = _tree(path, text, builtin, check=False)
     first_line, more_lines = _lines_by_group(_ID_LINE, text)
     fast = fast or _FastPath(book)
     built = fast.file(data, text, first_line, more_lines, str(path))

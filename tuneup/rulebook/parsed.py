@@ -17,7 +17,7 @@ from typing import Any
 
 NAME = "_parsed.json"
 SCHEMA = "tuneup.parsed-rules/1"
-_cache: dict[str, dict[str, Any]] = {}
+_cache: dict[str, dict[str, tuple[str, str]]] = {}     # rules dir -> name -> (text, tree as JSON)
 
 
 def _json_only(node: Any, where: str) -> None:
