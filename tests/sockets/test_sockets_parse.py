@@ -316,44 +316,125 @@ def test_owner_search_passes_and_budget(tmp_path, monkeypatch):
     assert found == {5090: (200, "proc200")} and note == "1 listener(s) without a visible owner"
 
 
-def _bc_accepts(bc: bytes, sport: int) -> bool:
-    """inet_diag_bc_run() of the kernel for the port tests the census sends (S_GE, S_LE)."""
+def test_owner_search_skips_a_process_whose_links_cannot_be_read(tmp_path, monkeypatch):
+    """A process whose descriptors can be listed but not read (readlink EACCES: the kernel's ptrace
+    access check, an LSM; pid 1 of a sandbox seen from inside it) costs one readlink, not one per
+    descriptor, and is named unreadable. Mocked: as root no process of a test's own can refuse."""
+    proc = fake_fd_proc(tmp_path, {
+        50: {fd: f"socket:[{9000 + fd}]" for fd in range(0, 400)},
+        101: {3: "socket:[77]"},
+    }, {})
+    real = os.readlink
+    calls: list[str] = []
+
+    def readlink(path, *, dir_fd=None):
+        calls.append(str(path))
+        if "/50/fd/" in str(path):
+            raise PermissionError(13, "Permission denied")
+        return real(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(S.os, "readlink", readlink)
+    found, note = S.resolve_owners({77, 31337}, proc)
+    assert found == {77: (101, "proc101")}
+    assert note == "1 listener(s) without a visible owner (1 process(es) unreadable)"
+    assert sum("/50/fd/" in c for c in calls) == 1
+
+
+_PORT_TESTS = {S.INET_DIAG_BC_S_GE: lambda sp, dp, p: sp >= p, S.INET_DIAG_BC_S_LE: lambda sp, dp, p: sp <= p,
+               4: lambda sp, dp, p: dp >= p, S.INET_DIAG_BC_D_LE: lambda sp, dp, p: dp <= p}
+
+
+def _bc_accepts(bc: bytes, sport: int, dport: int = 1) -> bool:
+    """inet_diag_bc_run() of the kernel (net/ipv4/inet_diag.c) for the operations the census
+    sends: NOP, JMP (always its `no`), and the port tests (the port in the next op's `no`)."""
     pc, left = 0, len(bc)
     while left > 0:
         code, yes, no = struct.unpack_from("=BBH", bc, pc)
-        port = struct.unpack_from("=BBH", bc, pc + 4)[2]
-        ok = sport >= port if code == S.INET_DIAG_BC_S_GE else sport <= port
+        if code == 0:
+            ok = True
+        elif code == S.INET_DIAG_BC_JMP:
+            ok = False
+        else:
+            ok = _PORT_TESTS[code](sport, dport, struct.unpack_from("=BBH", bc, pc + 4)[2])
         step = yes if ok else no
         pc, left = pc + step, left - step
     return left == 0
 
 
-def test_ephemeral_scope_asks_for_listeners_then_the_range(monkeypatch):
-    """Per family: a LISTEN-only dump, then the other states with a sport filter; what the kernel
-    returns for those gives the full census's listeners and ephemeral usage, and no state counts."""
-    def filtered(msgs, bc):
-        return [m for m in msgs if m[17] != 10 and _bc_accepts(bc, int.from_bytes(m[20:22], "big"))]
+def _bc_audit_ok(bc: bytes) -> bool:
+    """inet_diag_bc_audit() and valid_cc() of the kernel, for the same operations: a kernel that
+    says no answers the dump with EINVAL."""
+    def valid_cc(length: int, cc: int) -> bool:
+        pc = 0
+        while length >= 0:
+            if cc > length:
+                return False
+            if cc == length:
+                return True
+            yes = struct.unpack_from("=BBH", bc, pc)[1]
+            if yes < 4 or yes & 3:
+                return False
+            length, pc = length - yes, pc + yes
+        return False
 
+    pc, length = 0, len(bc)
+    while length > 0:
+        code, yes, no = struct.unpack_from("=BBH", bc, pc)
+        min_len = 4
+        if code in _PORT_TESTS:
+            min_len += 4
+            if length < min_len:
+                return False
+        elif code not in (0, S.INET_DIAG_BC_JMP):
+            return False
+        if code != 0:
+            if no < min_len or no > length + 4 or no & 3:
+                return False
+            if no < length and not valid_cc(len(bc), length - no):
+                return False
+        if yes < min_len or yes > length + 4 or yes & 3:
+            return False
+        pc, length = pc + yes, length - yes
+    return length == 0
+
+
+def compat(msg: bytes) -> bytes:
+    """A SOCK_DIAG_BY_FAMILY message as the TCPDIAG_GETSOCK dump sends it (its type is the request's)."""
+    return msg[:4] + struct.pack("=H", S.TCPDIAG_GETSOCK) + msg[6:]
+
+
+def test_ephemeral_scope_asks_for_listeners_and_the_range_in_one_dump(monkeypatch):
+    """One TCPDIAG_GETSOCK dump of both families (AF_UNSPEC), filtered to dport <= 0 (listeners) or
+    a local port in the range; what the kernel returns for it (listeners first) gives the full
+    census's listeners and ephemeral usage, and no state counts."""
     full, _ = fake_census(monkeypatch, [[b"".join(V4) + done()], [b"".join(V6) + done()]])
-    probe = FakeNetlink([[done()]] * 4)
+    probe = FakeNetlink([[done()]])
     monkeypatch.setattr(S, "_open_netlink", lambda: probe)
     S.census("netlink", port_range=(25000, 60999), owners=False, scope="ephemeral")
-    listen_v4, range_v4, listen_v6, range_v6 = probe.sent
-    for r, fam in ((listen_v4, 2), (listen_v6, 10)):
-        assert struct.unpack_from("=BBBxI", r, 16) == (fam, 6, 0, 1 << 10) and len(r) == 72
-    bcs = []
-    for r, fam in ((range_v4, 2), (range_v6, 10)):
-        ln, typ, flags, _, _ = HDR.unpack_from(r)
-        assert (ln, typ, flags) == (len(r), 20, 0x301) and ln == 72 + 4 + 16
-        assert struct.unpack_from("=BBBxI", r, 16) == (fam, 6, 0, 0x1FFE & ~(1 << 10))
-        assert struct.unpack_from("=HH", r, 72) == (20, 1)      # nlattr INET_DIAG_REQ_BYTECODE
-        bcs.append(r[76:])
-    assert [p for p in range(0, 65536) if _bc_accepts(bcs[0], p)] == list(range(25000, 61000))
-    fake = FakeNetlink([[b"".join(m for m in V4 if m[17] == 10) + done()], [b"".join(filtered(V4, bcs[0])) + done()],
-                        [b"".join(m for m in V6 if m[17] == 10) + done()], [b"".join(filtered(V6, bcs[1])) + done()]])
+    [req] = probe.sent
+    ln, typ, flags, _, _ = HDR.unpack_from(req)
+    assert (ln, typ, flags) == (len(req), S.TCPDIAG_GETSOCK, 0x301) and ln == 16 + 60 + 4 + 28
+    fam, src_len, dst_len, ext = struct.unpack_from("=BBBB", req, 16)
+    states, dbs = struct.unpack_from("=II", req, 16 + 4 + 48)
+    assert (fam, src_len, dst_len, ext, states, dbs) == (0, 0, 0, 0, 0x1FFE, 0)
+    assert req[20:68] == bytes(48)                                # inet_diag_sockid: any
+    assert struct.unpack_from("=HH", req, 76) == (32, 1)          # nlattr INET_DIAG_REQ_BYTECODE
+    bc = req[80:]
+    assert _bc_audit_ok(bc)
+    assert all(_bc_accepts(bc, p, 0) for p in range(0, 65536, 7))  # no remote port: a listener
+    assert [p for p in range(0, 65536) if _bc_accepts(bc, p, 443)] == list(range(25000, 61000))
+    assert not _bc_audit_ok(bc[:-8]) and not _bc_audit_ok(bytes([5, 24, 8, 0, 0, 0, 0, 0]) + bc[8:])
+
+    def sent(msgs):
+        return [compat(m) for m in msgs if _bc_accepts(bc, int.from_bytes(m[20:22], "big"),
+                                                       int.from_bytes(m[22:24], "big"))]
+
+    listening = [m for m in V4 + V6 if m[17] == 10]
+    others = [m for m in V4 + V6 if m[17] != 10]
+    fake = FakeNetlink([[b"".join(sent(listening)), b"".join(sent(others[:4])), b"".join(sent(others[4:])) + done()]])
     monkeypatch.setattr(S, "_open_netlink", lambda: fake)
     c = S.census("netlink", port_range=(25000, 60999), owners=False, scope="ephemeral")
-    assert c.listeners == full.listeners and c.ephemeral == full.ephemeral
+    assert c.listeners == full.listeners and c.ephemeral == full.ephemeral and fake.closed
     assert c.states == {} and c.total == 0 and not c.counted and full.counted
     facts = census_facts(c, Counters({}, {}, {}, {}))
     assert "sockets.total" not in facts and not any(k.startswith("sockets.state.") for k in facts)
@@ -361,12 +442,15 @@ def test_ephemeral_scope_asks_for_listeners_then_the_range(monkeypatch):
 
 
 def test_ephemeral_scope_falls_back_to_the_full_dump(monkeypatch):
-    """A kernel that refuses the filter (EINVAL) gets the unfiltered dump: a full census."""
-    fake = FakeNetlink([[b"".join(m for m in V4 if m[17] == 10) + done()], [error(-errno.EINVAL)],
-                        [b"".join(V4) + done()], [b"".join(V6) + done()]])
-    monkeypatch.setattr(S, "_open_netlink", lambda: fake)
-    c = S.census("netlink", port_range=(25000, 60999), owners=False, scope="ephemeral")
-    assert c.counted and c.total == len(V4) + len(V6) and c.states["LISTEN"] == 3 and c.source == "netlink"
-    assert [struct.unpack_from("=I", r, 20)[0] for r in fake.sent] == [1 << 10, 0x1FFE & ~(1 << 10), 0x1FFE, 0x1FFE]
+    """A kernel that refuses the request or the filter (EINVAL) gets the unfiltered dump per family:
+    a full census; so does an answer with a message too short for an inet_diag_msg."""
+    short = HDR.pack(40, S.TCPDIAG_GETSOCK, 2, 1, 0) + bytes(24)
+    for refusal in ([error(-errno.EINVAL)], [done(-errno.EOPNOTSUPP)], [short + done()]):
+        fake = FakeNetlink([refusal, [b"".join(V4) + done()], [b"".join(V6) + done()]])
+        monkeypatch.setattr(S, "_open_netlink", lambda: fake)
+        c = S.census("netlink", port_range=(25000, 60999), owners=False, scope="ephemeral")
+        assert c.counted and c.total == len(V4) + len(V6) and c.states["LISTEN"] == 3 and c.source == "netlink"
+        assert [HDR.unpack_from(r)[1] for r in fake.sent] == [S.TCPDIAG_GETSOCK, 20, 20]
+        assert [x.inode for x in c.listeners] == [111, 113, 112]
     with pytest.raises(ValueError):
         S.census("netlink", scope="some")

@@ -15,12 +15,17 @@ Nothing is built per socket: the dump is walked in place and aggregated as it go
 state, the listeners, and a count per remote address:port of sockets whose local port lies in the
 ephemeral range). Addresses are formatted only for listeners and for the reported destinations.
 
-``scope="ephemeral"`` (what an audit asks for when no rule reads the state counts): per family one
-dump of LISTEN sockets only, then one of the other states with an inet_diag bytecode filter
-``sport >= lo && sport <= hi`` (as ``ss 'sport >= :lo and sport <= :hi'`` sends), so the kernel
-skips server-side and other sockets instead of copying them out. Listeners and ephemeral usage are
-exactly those of a full census; the state counts and the total are not gathered (``counted`` False).
-A kernel that refuses the filter gets the full dump.
+``scope="ephemeral"`` (what an audit asks for when no rule reads the state counts): one dump of
+both families through inet_diag's older request, TCPDIAG_GETSOCK (struct inet_diag_req, which the
+kernel still serves and dumps for AF_UNSPEC: one walk of the socket hash tables where
+SOCK_DIAG_BY_FAMILY takes one per family, 2 ms each on an idle host with 262,144 hash buckets),
+filtered in the kernel by an inet_diag bytecode ``dport <= 0 || (sport >= lo && sport <= hi)``:
+listeners (the only sockets without a remote port), then the sockets on an ephemeral port, as
+``ss 'dport = :0 or (sport >= :lo and sport <= :hi)'`` would ask for them. The kernel walks the
+listening hash before the established one, so each listener is known before the sockets on its
+port. Listeners and ephemeral usage are exactly those of a full census; the state counts and the
+total are not gathered (``counted`` False). A kernel that refuses the request or the filter gets
+the full dump.
 
 Ephemeral usage counts non-listening sockets whose local port is inside
 net.ipv4.ip_local_port_range, keyed by remote address:port (a 4-tuple is unique, so each
@@ -71,8 +76,11 @@ AF_INET6 = socket.AF_INET6
 ALL_STATES = 0x1FFE
 LISTEN_ONLY = 1 << TCP_LISTEN
 INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_BC_JMP = 1
 INET_DIAG_BC_S_GE = 2
 INET_DIAG_BC_S_LE = 3
+INET_DIAG_BC_D_LE = 5
+TCPDIAG_GETSOCK = 18     # the request of struct inet_diag_req: both families in one dump (AF_UNSPEC)
 # index = kernel TCP state number (include/net/tcp_states.h)
 STATE_NAMES = (
     None, "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
@@ -88,14 +96,19 @@ OWNER_FD_BUDGET = 20_000        # readlinks allowed in the second pass: about 0.
 
 # nlmsghdr(16) + inet_diag_msg(72); see include/uapi/linux/inet_diag.h
 _REQ = struct.Struct("=IHHIIBBBxI48x")            # header + inet_diag_req_v2 (sockid all zero)
-# nlattr INET_DIAG_REQ_BYTECODE + 4 inet_diag_bc_op {code, yes, no}: "S_GE lo; S_LE hi"; a failed
-# test jumps 4 bytes past the end (reject), a passed one to the next test, past the end accepts
-_BC = struct.Struct("=HH" + "BBH" * 4)
+# header + inet_diag_req: family, src_len, dst_len, ext, sockid (all zero), states, dbs
+_REQ_COMPAT = struct.Struct("=IHHIIBBBB48xII")
+# nlattr INET_DIAG_REQ_BYTECODE + 7 inet_diag_bc_op {code, yes, no} (a port test is two: the second
+# holds the port in `no`): "D_LE 0; JMP; S_GE lo; S_LE hi" = dport <= 0 || (lo <= sport <= hi).
+# inet_diag_bc_run() follows `yes` when a test holds (JMP never does), `no` when it fails; landing
+# exactly at the end accepts, 4 bytes past it rejects. inet_diag_bc_audit() walks the `yes` chain
+# and wants every `no` target on it, hence the JMP (as ss builds an "or").
+_BC_COMPAT = struct.Struct("=HH" + "BBH" * 7)
 # walk: nlmsg_len, nlmsg_type (host order), idiag_state, idiag_sport read in host order too (it is
 # big endian: _port_table is indexed by that reading)
 _WALK = struct.Struct("=IH11xBxxH").unpack_from
 # a full message for listeners: family, state, sport, dport, src, dst, if, rqueue, wqueue, uid, inode
-_WALK_PORT = struct.Struct("=IH14xH").unpack_from     # the same without the state
+_WALK_FAM = struct.Struct("=IH10xBBxxH").unpack_from   # the same with idiag_family before the state
 _FULL = struct.Struct("=16xBBxx2s2s16s16sI8x4xIIII").unpack_from
 _ERRNO = struct.Struct("=i").unpack_from
 MSG_MIN = 16 + 72
@@ -273,119 +286,166 @@ def _open_netlink() -> socket.socket:
     return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
 
 
-def _requests(family: int, seq: int, port_range: tuple[int, int], ephemeral_only: bool) -> list[bytes]:
-    """The dump request(s) for one family: all states; or LISTEN, then the others filtered in the
-    kernel to a local port inside port_range (listeners first: their ports are server-side)."""
-    flags = NLM_F_REQUEST | NLM_F_DUMP
-    if not ephemeral_only:
-        return [_REQ.pack(_REQ.size, SOCK_DIAG_BY_FAMILY, flags, seq, 0, family, IPPROTO_TCP, 0, ALL_STATES)]
+def _request(family: int, seq: int) -> bytes:
+    """The dump request for one family: all states."""
+    return _REQ.pack(_REQ.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0, family, IPPROTO_TCP, 0,
+                     ALL_STATES)
+
+
+def _ephemeral_request(seq: int, port_range: tuple[int, int]) -> bytes:
+    """One TCPDIAG_GETSOCK dump of both families: listeners, and the other sockets whose local
+    port is inside port_range (see the module's docstring)."""
     lo, hi = max(port_range[0], 0), min(port_range[1], 65535)
-    bc = _BC.pack(_BC.size, INET_DIAG_REQ_BYTECODE, INET_DIAG_BC_S_GE, 8, 20, 0, 0, lo,
-                  INET_DIAG_BC_S_LE, 8, 12, 0, 0, hi)
-    return [_REQ.pack(_REQ.size, SOCK_DIAG_BY_FAMILY, flags, seq, 0, family, IPPROTO_TCP, 0, LISTEN_ONLY),
-            _REQ.pack(_REQ.size + len(bc), SOCK_DIAG_BY_FAMILY, flags, seq + 1, 0, family, IPPROTO_TCP, 0,
-                      ALL_STATES & ~LISTEN_ONLY) + bc]
+    bc = _BC_COMPAT.pack(_BC_COMPAT.size, INET_DIAG_REQ_BYTECODE,
+                         INET_DIAG_BC_D_LE, 8, 12, 0, 0, 0,      # dport <= 0: on to the JMP, else to S_GE
+                         INET_DIAG_BC_JMP, 4, 20,                # taken: to the end, accept
+                         INET_DIAG_BC_S_GE, 8, 20, 0, 0, lo,      # sport >= lo: on, else reject
+                         INET_DIAG_BC_S_LE, 8, 12, 0, 0, hi)      # sport <= hi: the end (accept), else reject
+    return _REQ_COMPAT.pack(_REQ_COMPAT.size + len(bc), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
+                            0, 0, 0, 0, ALL_STATES | LISTEN_ONLY, 0) + bc
+
+
+class _Diag:
+    """An open, bound sock_diag socket and a receive buffer; NetlinkUnavailable when it cannot be."""
+
+    def __init__(self) -> None:
+        try:
+            self.sock = _open_netlink()
+        except OSError as e:
+            raise NetlinkUnavailable(e.errno, f"netlink socket: {e.strerror or e}") from None
+        try:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SO_RCVBUF_WANTED)
+            except OSError:
+                pass
+            try:
+                self.sock.bind((0, 0))
+            except OSError as e:
+                raise NetlinkUnavailable(e.errno, f"netlink bind: {e.strerror or e}") from None
+        except BaseException:
+            self.sock.close()
+            raise
+        self.buf = bytearray(RECV_BUFSIZE + MSG_MIN)     # a short last message never reads past the end
+        self.view = memoryview(self.buf)
+
+    def send(self, req: bytes) -> None:
+        try:
+            self.sock.send(req)
+        except OSError as e:
+            raise NetlinkUnavailable(e.errno, f"netlink send: {e.strerror or e}") from None
+
+    def recv(self) -> tuple[bytes, int]:
+        """The next datagram (bytes: slices of it are hashable keys) and its length."""
+        while True:
+            try:
+                n = self.sock.recv_into(self.buf, RECV_BUFSIZE)
+            except InterruptedError:
+                continue
+            except OSError as e:
+                raise NetlinkUnavailable(e.errno, f"netlink recv: {e.strerror or e}") from None
+            if n == 0:
+                raise NetlinkUnavailable(errno.EIO, "netlink recv: empty read before NLMSG_DONE")
+            return bytes(self.view[:n + MSG_MIN]), n
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _netlink_dump(port_range: tuple[int, int], counts: list[int], keys: dict[int, dict[bytes, int]],
-                  listeners: list[Listener], ephemeral_only: bool = False) -> tuple[int, int]:
-    """Walk both families' dumps; fill counts/keys/listeners. Returns (total, ephemeral in use).
-    ephemeral_only: only listeners and sockets on an ephemeral port are dumped (counts partial)."""
+                  listeners: list[Listener]) -> tuple[int, int]:
+    """Walk both families' dumps; fill counts/keys/listeners. Returns (total, ephemeral in use)."""
+    diag = _Diag()
     try:
-        s = _open_netlink()
-    except OSError as e:
-        raise NetlinkUnavailable(e.errno, f"netlink socket: {e.strerror or e}") from None
-    try:
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SO_RCVBUF_WANTED)
-        except OSError:
-            pass
-        try:
-            s.bind((0, 0))
-        except OSError as e:
-            raise NetlinkUnavailable(e.errno, f"netlink bind: {e.strerror or e}") from None
-        buf = bytearray(RECV_BUFSIZE + MSG_MIN)     # a short last message never reads past the end
-        view = memoryview(buf)
-        recv_into = s.recv_into
         walk = _WALK
-        walk_port = _WALK_PORT
         eph = _port_table(*port_range)
         in_use = 0
-        seq = 0
-        for family in (AF_INET, AF_INET6):
+        for seq, family in enumerate((AF_INET, AF_INET6), 1):
             listen_sw: list[int] = []
             fam_keys: dict[bytes, int] = keys.setdefault(family, {})
             get = fam_keys.get
-            reqs = _requests(family, seq + 1, port_range, ephemeral_only)
-            seq += len(reqs)
-            for i, req in enumerate(reqs):
-                filtered = ephemeral_only and i == 1
-                try:
-                    s.send(req)
-                except OSError as e:
-                    raise NetlinkUnavailable(e.errno, f"netlink send: {e.strerror or e}") from None
-                done = False
-                while not done:
-                    try:
-                        n = recv_into(buf, RECV_BUFSIZE)
-                    except InterruptedError:
-                        continue
-                    except OSError as e:
-                        raise NetlinkUnavailable(e.errno, f"netlink recv: {e.strerror or e}") from None
-                    if n == 0:
-                        raise NetlinkUnavailable(errno.EIO, "netlink recv: empty read before NLMSG_DONE")
-                    data = bytes(view[:n + MSG_MIN])    # bytes: slices of it are hashable keys
-                    off = 0
-                    if filtered:
-                        # Only non-listening sockets on an ephemeral port come (the kernel filtered
-                        # them): per socket one unpack, a table lookup (not a listening port), the
-                        # 34-byte key and a dict bump; no state, no count.
-                        while off + 16 <= n:
-                            ln, typ, sp = walk_port(data, off)
-                            if typ == 20:
-                                if eph[sp]:
-                                    k = data[off + 22:off + 56]
-                                    fam_keys[k] = get(k, 0) + 1
-                                    in_use += 1
-                                if ln < MSG_MIN:
-                                    raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
-                                off += (ln + 3) & ~3
-                                continue
-                            if _control(data, off, ln, typ):
-                                done = True
-                                break
-                            off += (ln + 3) & ~3
-                        continue
-                    # The hot loop, per socket: one unpack, a list increment, a table lookup; for a
-                    # socket on an ephemeral port also a 34-byte slice (dport, src, dst) and a dict bump.
-                    while off + 16 <= n:
-                        ln, typ, st, sp = walk(data, off)
-                        if typ == 20:                   # SOCK_DIAG_BY_FAMILY
-                            counts[st] += 1
-                            if eph[sp]:
-                                if st != 10:
-                                    k = data[off + 22:off + 56]
-                                    fam_keys[k] = get(k, 0) + 1
-                                    in_use += 1
-                                else:                   # sockets on a listening port are server-side
-                                    eph[sp] = 0
-                                    listen_sw.append(sp)
-                                    listeners.append(_listener_from(data, off))
-                            elif st == 10:
+            diag.send(_request(family, seq))
+            done = False
+            while not done:
+                data, n = diag.recv()
+                off = 0
+                # The hot loop, per socket: one unpack, a list increment, a table lookup; for a
+                # socket on an ephemeral port also a 34-byte slice (dport, src, dst) and a dict bump.
+                while off + 16 <= n:
+                    ln, typ, st, sp = walk(data, off)
+                    if typ == 20:                   # SOCK_DIAG_BY_FAMILY
+                        counts[st] += 1
+                        if eph[sp]:
+                            if st != 10:
+                                k = data[off + 22:off + 56]
+                                fam_keys[k] = get(k, 0) + 1
+                                in_use += 1
+                            else:                   # sockets on a listening port are server-side
+                                eph[sp] = 0
+                                listen_sw.append(sp)
                                 listeners.append(_listener_from(data, off))
-                            if ln < MSG_MIN:
-                                raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
-                            off += (ln + 3) & ~3
-                            continue
-                        if _control(data, off, ln, typ):
-                            done = True
-                            break
+                        elif st == 10:
+                            listeners.append(_listener_from(data, off))
+                        if ln < MSG_MIN:
+                            raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
                         off += (ln + 3) & ~3
+                        continue
+                    if _control(data, off, ln, typ):
+                        done = True
+                        break
+                    off += (ln + 3) & ~3
             for sp in listen_sw:                    # listening ports count per family only
                 eph[sp] = 1
         return sum(counts), in_use
     finally:
-        s.close()
+        diag.close()
+
+
+def _netlink_dump_ephemeral(port_range: tuple[int, int], keys: dict[int, dict[bytes, int]],
+                            listeners: list[Listener]) -> int:
+    """The listeners and the sockets on an ephemeral port, of both families, in one filtered dump
+    (TCPDIAG_GETSOCK); fill keys/listeners. Returns the ephemeral ports in use."""
+    diag = _Diag()
+    try:
+        walk = _WALK_FAM
+        eph4 = _port_table(*port_range)
+        eph6 = bytearray(eph4)          # listening ports count per family only
+        keys4 = keys.setdefault(AF_INET, {})
+        keys6 = keys.setdefault(AF_INET6, {})
+        in_use = 0
+        diag.send(_ephemeral_request(1, port_range))
+        done = False
+        while not done:
+            data, n = diag.recv()
+            off = 0
+            # Per socket (the kernel sent only listeners and sockets on an ephemeral port): one
+            # unpack, a table lookup (not a listening port of its family), the 34-byte key (dport,
+            # src, dst) and a dict bump.
+            while off + 16 <= n:
+                ln, typ, fam, st, sp = walk(data, off)
+                if typ == TCPDIAG_GETSOCK:
+                    if ln < MSG_MIN:
+                        raise NetlinkUnavailable(errno.EIO, "netlink: short inet_diag message")
+                    if st == 10:        # the kernel sends every listener before the other sockets
+                        (eph4 if fam == AF_INET else eph6)[sp] = 0
+                        listeners.append(_listener_from(data, off))
+                    elif fam == AF_INET:
+                        if eph4[sp]:
+                            k = data[off + 22:off + 56]
+                            keys4[k] = keys4.get(k, 0) + 1
+                            in_use += 1
+                    elif eph6[sp]:
+                        k = data[off + 22:off + 56]
+                        keys6[k] = keys6.get(k, 0) + 1
+                        in_use += 1
+                    off += (ln + 3) & ~3
+                    continue
+                if _control(data, off, ln, typ):
+                    done = True
+                    break
+                off += (ln + 3) & ~3
+        return in_use
+    finally:
+        diag.close()
 
 
 def _control(data: bytes, off: int, ln: int, typ: int) -> bool:
@@ -521,6 +581,10 @@ def resolve_owners(inodes: set[int], proc: str = "/proc", *,
                     seen.add(entry.name)
                     try:
                         ino = wanted.pop(readlink(base + entry.name), None)
+                    except PermissionError:
+                        # the kernel lets no descriptor of this process be read (ptrace access
+                        # mode, an LSM): its listing can be, its links cannot; the rest is skipped
+                        raise
                     except OSError:
                         continue
                     if ino is not None:
@@ -550,6 +614,8 @@ def resolve_owners(inodes: set[int], proc: str = "/proc", *,
             for name in names:
                 try:
                     ino = wanted.pop(readlink(name, dir_fd=dfd), None)
+                except PermissionError:     # none of this process's links can be read (pass 1)
+                    break
                 except OSError:
                     continue
                 if ino is not None:
@@ -613,10 +679,10 @@ def census(method: str = "auto", *, port_range: tuple[int, int] | None = None, t
     counted = True
     if method != "proc" and scope == "ephemeral":
         try:
-            total, in_use = _netlink_dump(rng, counts, keys, listeners, ephemeral_only=True)
+            in_use = _netlink_dump_ephemeral(rng, keys, listeners)
             counted = False
-        except NetlinkUnavailable:      # a kernel that refuses the filter: the full dump below
-            counts, keys, listeners = _empty_counts(), {}, []
+        except NetlinkUnavailable:      # a kernel that refuses the request or the filter: the full dump
+            keys, listeners = {}, []
     if method != "proc" and counted:
         try:
             total, in_use = _netlink_dump(rng, counts, keys, listeners)
