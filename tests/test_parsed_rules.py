@@ -3,13 +3,17 @@ It must be current, give exactly the tree TOML gives, and be used only for the e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tuneup.compat import tomllib
+from tuneup.errors import RuleFileError
 from tuneup.rulebook import loader, parsed
 
 RULES = loader.builtin_dir("rules")
@@ -53,6 +57,7 @@ def test_an_edited_or_unknown_file_is_parsed_as_toml(tmp_path):
 
 
 def test_the_rulebook_is_the_same_with_and_without_it(monkeypatch):
+    monkeypatch.setattr(parsed, "book", lambda rules_dir, texts: None)    # the files, pre-parsed trees
     book = loader.load()
     monkeypatch.setattr(parsed, "tree", lambda path, text: None)
     plain = loader.load()
@@ -90,3 +95,119 @@ def test_a_plain_audit_never_imports_the_toml_parser(tmp_path):
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_id_lines_are_what_the_loader_finds_in_the_text():
+    for name in sorted(p.name for p in RULES.glob("*.toml")):
+        text = (RULES / name).read_text(encoding="utf-8")
+        assert parsed.id_lines(RULES / name, text) == loader._lines_by_group(loader._ID_LINE, text), name
+        assert parsed.id_lines(RULES / name, text + "\n") is None
+    text = (RULES / "accept.toml").read_text(encoding="utf-8")
+    first, _ = parsed.id_lines(RULES / "accept.toml", text)
+    first.clear()
+    assert parsed.id_lines(RULES / "accept.toml", text)[0]             # a fresh copy each time
+
+
+def _same_book(a, b) -> None:
+    assert list(a.rules) == list(b.rules) and a.rules == b.rules
+    for rid, r in a.rules.items():
+        other = b.rules[rid]
+        for f in dataclasses.fields(r):
+            assert _same_value(getattr(r, f.name), getattr(other, f.name)), (rid, f.name)
+    assert list(a.params) == list(b.params) and a.params == b.params
+    assert all(_same(a.params[k].default, b.params[k].default) for k in a.params)
+    assert list(a.profile_defs) == list(b.profile_defs)
+    assert all(_same(a.profile_defs[k], b.profile_defs[k]) for k in a.profile_defs)
+    assert a.default_profile == b.default_profile
+
+
+def _same_value(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(map(_same_value, a, b))
+    return a == b
+
+
+def test_the_prebuilt_rulebook_is_what_the_files_load_into():
+    """rules/_parsed.json's rulebook: every rule, field by field with the same types, origins under
+    the installed directory, the parameters and profiles in order, and each rule's fact keys."""
+    loader.compile_expr.cache_clear()
+    book = loader.load()
+    assert loader.compile_expr.cache_info().misses == 0          # nothing compiled at load
+    assert set(book.known_keys) == set(book.rules)
+    plain = loader.load_dirs(loader.Rulebook(), [RULES])          # from the TOML
+    _same_book(book, plain)
+    assert all(book.known_keys[rid] == (r, loader.rule_fact_keys(plain.rules[rid])) for rid, r in book.rules.items())
+    assert book.fact_keys() == plain.fact_keys()
+    assert next(iter(book.rules.values())).origin.startswith(str(RULES) + "/")
+
+
+def _copy_of_rules(tmp_path):
+    copy = tmp_path / "pkg"
+    shutil.copytree(RULES, copy / "rules")
+    return copy
+
+
+def _load_from(copy, monkeypatch, *dirs):
+    monkeypatch.setattr(loader, "builtin_dir", lambda name: copy / name)
+    return loader.load(list(dirs))
+
+
+def test_a_changed_builtin_directory_is_loaded_from_its_files(tmp_path, monkeypatch):
+    """An edited, added or removed built-in file: the rules come from the files, the edit with them."""
+    copy = _copy_of_rules(tmp_path)
+    same = _load_from(copy, monkeypatch)
+    assert same.known_keys and same.rules == loader.load_dirs(loader.Rulebook(), [copy / "rules"]).rules
+    accept = copy / "rules" / "accept.toml"
+    text = accept.read_text(encoding="utf-8")
+    accept.write_text(text.replace('severity = "warning"', 'severity = "critical"', 1), encoding="utf-8")
+    edited = _load_from(copy, monkeypatch)
+    assert not edited.known_keys
+    changed = [r for r in edited.rules.values() if r != same.rules[r.id]]
+    assert len(changed) == 1 and str(changed[0].severity) == "critical"
+    accept.write_text(text, encoding="utf-8")
+    (copy / "rules" / "zz-extra.toml").write_text(text.replace('id = "', 'id = "X'), encoding="utf-8")
+    added = _load_from(copy, monkeypatch)
+    assert not added.known_keys and len(added.rules) == len(same.rules) + len(_ids(text))
+    (copy / "rules" / "zz-extra.toml").unlink()
+    (copy / "rules" / "accept.toml").unlink()
+    removed = _load_from(copy, monkeypatch)
+    assert not removed.known_keys and set(removed.rules) == set(same.rules) - set(_ids(text))
+
+
+def _ids(text: str) -> list[str]:
+    return [e["id"] for e in tomllib.loads(text)["rule"]]
+
+
+def test_extra_rule_directories_load_on_top_of_the_prebuilt_rules(tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "mine.toml").write_text('''[[rule]]
+id = "MY-SOMAXCONN"
+title = "t"
+severity = "warning"
+fact = "net.core.somaxconn"
+op = ">="
+expected = "max(4096, connections // 10)"
+scope = "netns"
+rationale = "r"
+refs = ["x"]
+profiles = ["web"]
+''', encoding="utf-8")
+    book = loader.load([extra])
+    assert list(book.rules)[-1] == "MY-SOMAXCONN" and "MY-SOMAXCONN" not in book.known_keys
+    assert book.rules["MY-SOMAXCONN"].origin == f"{extra / 'mine.toml'}:2"
+    assert "net.core.somaxconn" in book.fact_keys() and len(book.rules) == len(loader.load().rules) + 1
+    (extra / "dup.toml").write_text((extra / "mine.toml").read_text().replace("MY-SOMAXCONN", "NET-SOMAXCONN"))
+    with pytest.raises(RuleFileError, match="already defined"):
+        loader.load([extra])
+
+
+def test_a_broken_record_of_the_rulebook_is_not_used():
+    root = RULES
+    good = json.loads(json.loads((RULES / parsed.NAME).read_text(encoding="utf-8"))["book"])
+    assert loader.book_from_json(good, root) is not None
+    for broken in ({**good, "fields": good["fields"][:-1]}, {**good, "rules": [good["rules"][0][:3]]},
+                   {**good, "keys": {}}, {**good, "params": [["x"]]}, {}, [], None):
+        assert loader.book_from_json(broken, root) is None

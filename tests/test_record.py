@@ -10,7 +10,7 @@ import pkgutil
 import pytest
 
 import tuneup
-from tuneup.record import Frozen, Record
+from tuneup.record import FRESH, Frozen, Mutable, Record
 
 
 def _record_classes() -> list[type]:
@@ -35,7 +35,7 @@ def test_the_start_up_classes_use_record():
             "tuneup.facts.configfiles.BootValue", "tuneup.facts.counters.Counters", "tuneup.run.Plan"} <= names
 
 
-def _reference(cls: type) -> type:
+def _reference(cls: type, frozen: bool = True) -> type:
     specs = []
     for f in dataclasses.fields(cls):
         kw = dict(compare=f.compare, repr=f.repr, hash=f.hash)
@@ -44,10 +44,14 @@ def _reference(cls: type) -> type:
         elif f.default_factory is not dataclasses.MISSING:
             kw["default_factory"] = f.default_factory
         specs.append((f.name, f.type, dataclasses.field(**kw)))
-    return dataclasses.make_dataclass(cls.__qualname__, specs, frozen=True)
+    return dataclasses.make_dataclass(cls.__qualname__, specs, frozen=frozen)
 
 
-@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__qualname__)
+FROZEN_RECORDS = [c for c in CLASSES if not issubclass(c, Mutable)]
+MUTABLE = [c for c in CLASSES if issubclass(c, Mutable)]
+
+
+@pytest.mark.parametrize("cls", FROZEN_RECORDS, ids=lambda c: c.__qualname__)
 def test_record_methods_are_the_generated_ones(cls):
     assert dataclasses.is_dataclass(cls) and (cls.__dataclass_params__.frozen or issubclass(cls, Frozen))
     assert "__eq__" not in cls.__dict__ and "__repr__" not in cls.__dict__ and "__hash__" not in cls.__dict__
@@ -67,6 +71,60 @@ def test_record_methods_are_the_generated_ones(cls):
         assert (a == other) == (r == ref_other) == (not f.compare), f.name
         assert (hash(a) == hash(other)) == (hash(r) == hash(ref_other)), f.name
         assert repr(other) == repr(ref_other)
+
+
+def test_the_start_up_classes_that_change_use_mutable():
+    assert {"Snapshot", "HostRow", "Rulebook"} <= {c.__qualname__ for c in MUTABLE}
+
+
+@pytest.mark.parametrize("cls", MUTABLE, ids=lambda c: c.__qualname__)
+def test_mutable_methods_are_the_generated_ones(cls):
+    """What a plain @dataclass generates: __eq__ over the fields for the very same class, the
+    repr, unhashable; attributes can be set."""
+    assert dataclasses.is_dataclass(cls) and not cls.__dataclass_params__.frozen
+    assert "__eq__" not in cls.__dict__ and "__repr__" not in cls.__dict__
+    ref = _reference(cls, frozen=False)
+    fields = dataclasses.fields(cls)
+    values = {f.name: (f"v-{f.name}", i, (i, "x"), None)[i % 4] for i, f in enumerate(fields)}
+    a, b, r = cls(**values), cls(**values), ref(**values)
+    assert repr(a) == repr(r)
+    assert a == b and not (a != b)
+    assert a.__eq__(r) is NotImplemented and a != r
+    for obj in (a, r):
+        with pytest.raises(TypeError):
+            hash(obj)
+    setattr(b, fields[0].name, "changed")
+    setattr(r, fields[0].name, "changed")
+    assert a != b and repr(b) == repr(r)
+
+
+def _shape(f, factory_default=None):
+    """(name, kind, default) of f's parameters; a default_factory field's sentinel as FRESH."""
+    import inspect
+
+    return [(p.name, p.kind, FRESH if p.default is factory_default and factory_default is not None else p.default)
+            for p in inspect.signature(f).parameters.values()]
+
+
+@pytest.mark.parametrize("cls", MUTABLE, ids=lambda c: c.__qualname__)
+def test_written_out_init_is_the_dataclass_one(cls):
+    """Same parameters (names, order, kinds, defaults), the same instance for the same arguments,
+    a fresh object from each default_factory for every instance."""
+    assert "__init__" in cls.__dict__ and not cls.__dataclass_params__.init
+    ref = _reference(cls, frozen=False)
+    assert _shape(cls.__init__) == _shape(ref.__init__, dataclasses._HAS_DEFAULT_FACTORY)
+    fields = dataclasses.fields(cls)
+    values = [(f"v-{f.name}", i, None)[i % 3] for i, f in enumerate(fields)]
+    assert vars(cls(*values)) == vars(ref(*values)) == vars(cls(**{f.name: v for f, v in zip(fields, values)}))
+    required = [f for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    x, y = cls(*values[:len(required)]), cls(*values[:len(required)])
+    assert vars(x) == vars(ref(*values[:len(required)]))
+    for f in fields:
+        if f.default_factory is not dataclasses.MISSING:
+            assert getattr(x, f.name) is not getattr(y, f.name)
+    with pytest.raises(TypeError):
+        cls(*values, "one too many")
+    assert dataclasses.replace(x, **{fields[-1].name: "r"}) == cls(*values[:len(required)], **{fields[-1].name: "r"})
 
 
 def test_recursive_repr_is_cut():
@@ -102,15 +160,9 @@ def test_the_model_writes_its_inits_out():
 def test_written_out_init_is_the_frozen_dataclass_one(cls):
     """Same parameters (names, order, kinds, defaults), the same instance for the same arguments
     given by position or by name, and immutable with the same errors as a frozen dataclass."""
-    import inspect
-
     assert "__init__" in cls.__dict__ and not cls.__dataclass_params__.init
     ref = _reference(cls)
-
-    def shape(f):
-        return [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
-
-    assert shape(cls.__init__) == shape(ref.__init__)
+    assert _shape(cls.__init__) == _shape(ref.__init__, dataclasses._HAS_DEFAULT_FACTORY)
     fields = dataclasses.fields(cls)
     values = [(f"v-{f.name}", i, None)[i % 3] for i, f in enumerate(fields)]
     by_pos, ref_pos = cls(*values), ref(*values)

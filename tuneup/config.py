@@ -25,7 +25,7 @@ from typing import Any
 
 from tuneup.errors import TuneupError
 from tuneup.inputs import loads_toml, read_text
-from tuneup.record import Record
+from tuneup.record import FRESH, Frozen
 from tuneup.waivers import Waiver
 from tuneup.waivers import load as load_waivers
 from tuneup.waivers import parse as parse_waivers
@@ -33,14 +33,15 @@ from tuneup.waivers import parse as parse_waivers
 DEFAULT_NAME = "tuneup.toml"
 FAIL_ON = ("info", "warning", "critical", "never")
 _KEYS = {"profile", "fail_on", "params", "waivers", "waiver"}
+_set = object.__setattr__   # Config's written-out __init__
 
 
 class ConfigError(TuneupError):
     kind = "config"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Config(Record):
+@dataclass(init=False, eq=False, repr=False)
+class Config(Frozen):
     """A tuneup.toml: its profile, fail_on, params and waivers (None where it says nothing)."""
 
     path: str | None = None
@@ -48,6 +49,13 @@ class Config(Record):
     fail_on: str | None = None
     params: dict[str, int | float] = field(default_factory=dict)
     waivers: tuple[Waiver, ...] = ()
+
+    def __init__(self, path=None, profile=None, fail_on=None, params=FRESH, waivers=()) -> None:
+        _set(self, "path", path)
+        _set(self, "profile", profile)
+        _set(self, "fail_on", fail_on)
+        _set(self, "params", {} if params is FRESH else params)
+        _set(self, "waivers", waivers)
 
 
 def _line(text: str, key: str) -> int:

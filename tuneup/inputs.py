@@ -15,8 +15,9 @@ from typing import Any
 
 from tuneup import compat
 from tuneup.errors import TuneupError
+from tuneup.rx import lazy
 
-_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
+_AT = lazy(r"\s*\(at line (\d+), column (\d+)\)")
 
 
 # The largest input tuneup reads, by kind: refused with one line (exit 2) before anything is loaded,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from tuneup.compat import StrEnum
-from tuneup.record import Frozen
+from tuneup.record import FRESH, Frozen, Mutable
 
 _set = object.__setattr__   # the written-out __init__s of the Frozen classes below
 
@@ -183,8 +183,8 @@ class Profile(Frozen):
         _set(self, "origin", origin)
 
 
-@dataclass
-class Snapshot:
+@dataclass(init=False, eq=False, repr=False)
+class Snapshot(Mutable):
     """Everything the engine needs, collected once. Pure data after collection."""
 
     host: dict[str, Any]
@@ -193,6 +193,14 @@ class Snapshot:
     listeners: list[dict[str, Any]] | None = None  # {"local", "backlog", "queue", "pid", "process"}; None: not observed
     collected_at: str = ""
     origin: str = "live"      # "live", a snapshot path, or "root:DIR"
+
+    def __init__(self, host, facts, processes=FRESH, listeners=None, collected_at="", origin="live") -> None:
+        self.host = host
+        self.facts = facts
+        self.processes = [] if processes is FRESH else processes
+        self.listeners = listeners
+        self.collected_at = collected_at
+        self.origin = origin
 
     def get(self, key: str) -> Fact | None:
         return self.facts.get(key)
@@ -268,8 +276,8 @@ class Report(Frozen):
         return counts
 
 
-@dataclass
-class HostRow:
+@dataclass(init=False, eq=False, repr=False)
+class HostRow(Mutable):
     """What a fleet keeps of one audited host: a few strings and counts, never its findings."""
 
     label: str
@@ -280,6 +288,16 @@ class HostRow:
     counts: dict[str, int]
     failing: tuple[str, ...]      # rule ids that fail (or error) on this host
     gate: bool = False            # fails the run's exit code (--fail-on, --include-host)
+
+    def __init__(self, label, hostname, origin, kernel, collected_at, counts, failing, gate=False) -> None:
+        self.label = label
+        self.hostname = hostname
+        self.origin = origin
+        self.kernel = kernel
+        self.collected_at = collected_at
+        self.counts = counts
+        self.failing = failing
+        self.gate = gate
 
     @property
     def bad(self) -> int:

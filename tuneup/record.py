@@ -16,6 +16,10 @@ methods, compiled once with this module:
 Frozen goes further for the classes an audit creates at every start: the class writes its
 ``__init__`` out (compiled once, into the .pyc, like any other code) and Frozen refuses assignment
 and deletion, so ``@dataclass(init=False, eq=False, repr=False)`` compiles nothing at import.
+Mutable is the same for a class whose instances change, as a plain ``@dataclass``: the same
+``__eq__`` and ``__repr__``, and unhashable as ``@dataclass`` (eq) makes it. A field whose dataclass
+default is a ``default_factory`` has FRESH as its default in the written-out ``__init__``, which
+then calls the factory (the generated ``__init__`` has a sentinel default there too).
 ``fields``, ``replace`` and the rest stay with dataclasses. Standard library only, and cheap to
 import: the socket fast path uses it too.
 """
@@ -26,6 +30,17 @@ import dataclasses
 from _thread import get_ident
 from operator import attrgetter
 from typing import Any, Callable
+
+class _Fresh:
+    """The default of a written-out ``__init__``'s parameter whose field has a default_factory."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+FRESH: Any = _Fresh()
 
 _FIELDS: dict[type, tuple[Callable[[Any], tuple], Callable[[Any], tuple], tuple[str, ...]]] = {}
 _IN_REPR: set[tuple[int, int]] = set()
@@ -94,3 +109,14 @@ class Frozen(Record):
 
     def __delattr__(self, name: str) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+class Mutable(Record):
+    """A Record whose class writes its ``__init__`` out, declared
+    ``@dataclass(init=False, eq=False, repr=False)``, with instances that change as a plain
+    ``@dataclass``'s do: the same ``__eq__`` and ``__repr__``, unhashable (``@dataclass`` with eq sets
+    ``__hash__`` to None), without the three methods it compiles at import (tests/test_record.py
+    holds each such class to the signature and instances a plain dataclass of its fields gives)."""
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]

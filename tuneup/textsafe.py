@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import re
 
+from tuneup.rx import lazy
+
 # The classes reach past U+00FF, so compiling them builds a 64K-entry table in Python (about 0.6 ms
 # each): they are compiled the first time a text is not plainly safe. str.isprintable() is False
 # for every character they match (Cc, Zl, Zp, Cs) and for a few harmless ones more (Cf, Co, Cn,
@@ -17,7 +19,7 @@ import re
 _UNSAFE_PATTERN = "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]"
 # What printable_block changes: every character of _UNSAFE but the newline, and the tab (made spaces).
 _UNSAFE_IN_BLOCK_PATTERN = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]"
-_UNSAFE_ASCII_IN_BLOCK = re.compile("[\x00-\x09\x0b-\x1f\x7f]")     # ASCII only: a cheap charmap
+_UNSAFE_ASCII_IN_BLOCK = lazy("[\x00-\x09\x0b-\x1f\x7f]")     # ASCII only: a cheap charmap
 
 
 @functools.lru_cache(maxsize=None)

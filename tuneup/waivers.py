@@ -20,7 +20,6 @@ import datetime as _dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,13 @@ from tuneup.errors import TuneupError
 from tuneup.inputs import loads_toml, read_text
 from tuneup.model import Report, Status
 from tuneup.record import Frozen
+from tuneup.rx import lazy
 from tuneup.textsafe import printable
 
 _set = object.__setattr__   # the written-out __init__s of the Frozen classes
 
 _FIELDS = {"rule", "reason", "expires", "hosts"}
-_RULE_GLOB = re.compile(r"[A-Z0-9*?\[\]!_-]{1,200}")
+_RULE_GLOB = lazy(r"[A-Z0-9*?\[\]!_-]{1,200}")
 WAIVABLE = (Status.FAIL, Status.ERROR)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from tuneup.errors import TuneupError
 from tuneup.model import RLIM_INFINITY, Fact, Value
 from tuneup.record import Frozen
+from tuneup.rx import lazy
 from tuneup.textsafe import printable
 
 _set = object.__setattr__   # the written-out __init__s of the Frozen classes
@@ -43,7 +44,6 @@ SYSTEMD_CONF_DIRS = ("etc/systemd/system.conf.d", "run/systemd/system.conf.d",
 UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/local/lib/systemd/system",
              "usr/lib/systemd/system", "lib/systemd/system")
 SYSTEMD_DEFAULT_NOFILE = (1024, 524288)   # systemd >= 240, for services without LimitNOFILE=
-_GLOB = re.compile(r"[*?\[]")
 
 
 class ConfigFileError(TuneupError):
@@ -87,7 +87,8 @@ class Assignment(Frozen):
 
     @property
     def glob(self) -> bool:
-        return bool(_GLOB.search(self.key))
+        key = self.key   # a glob as systemd-sysctl reads one: any of * ? [ (as fnmatch)
+        return "*" in key or "?" in key or "[" in key
 
     @property
     def where(self) -> str:
@@ -676,8 +677,8 @@ LIMIT_ITEMS = {"nofile": "NOFILE", "nproc": "NPROC", "memlock": "MEMLOCK", "stac
                "rtprio": "RTPRIO", "maxlogins": "", "maxsyslogins": "", "nonewprivs": "", "priority": "",
                "chroot": ""}
 LIMIT_TYPES = ("soft", "hard", "-")
-_DOMAIN = re.compile(r"^(\*|%?@?[A-Za-z0-9_.][A-Za-z0-9_.$-]*|%|[0-9]*:[0-9]*|@?[0-9]+:?[0-9]*)$")
-_LIMIT_VALUE = re.compile(r"^(-?[0-9]+|unlimited|infinity|-1)$")
+_DOMAIN = lazy(r"^(\*|%?@?[A-Za-z0-9_.][A-Za-z0-9_.$-]*|%|[0-9]*:[0-9]*|@?[0-9]+:?[0-9]*)$")
+_LIMIT_VALUE = lazy(r"^(-?[0-9]+|unlimited|infinity|-1)$")
 
 
 @dataclass(init=False, eq=False, repr=False)

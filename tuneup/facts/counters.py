@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tuneup.record import Frozen, Record
+from tuneup.record import FRESH, Frozen
 
 _set = object.__setattr__   # the written-out __init__s of the Frozen classes
 
@@ -30,8 +30,8 @@ IMPORTANT_TCPEXT = (
 )
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Counters(Record):
+@dataclass(init=False, eq=False, repr=False)
+class Counters(Frozen):
     """The kernel's socket counters: sockstat, netstat, snmp, conntrack; the files that failed."""
 
     sockstat: dict[str, dict[str, int]]
@@ -39,6 +39,13 @@ class Counters(Record):
     snmp: dict[str, dict[str, int]]
     conntrack: dict[str, object]
     errors: dict[str, str] = field(default_factory=dict)   # file -> why it could not be read
+
+    def __init__(self, sockstat, netstat, snmp, conntrack, errors=FRESH) -> None:
+        _set(self, "sockstat", sockstat)
+        _set(self, "netstat", netstat)
+        _set(self, "snmp", snmp)
+        _set(self, "conntrack", conntrack)
+        _set(self, "errors", {} if errors is FRESH else errors)
 
 
 @dataclass(init=False, eq=False, repr=False)

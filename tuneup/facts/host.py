@@ -5,15 +5,35 @@ from __future__ import annotations
 import os
 import re
 
+from tuneup.rx import lazy
+
 # init_net's fixed inode number on kernels that assign one (include/linux/proc_ns.h).
 PROC_NET_INIT_INO = 0xEFFFFFF9
 
 
+def _decimals(s: str) -> int:
+    """How many decimal digits (regex \\d) s starts with."""
+    n = 0
+    while n < len(s) and s[n].isdecimal():
+        n += 1
+    return n
+
+
 def kernel_tuple(release: str) -> tuple[int, ...]:
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
-    if not m:
+    """(major, minor, patch) of a kernel release, what re.match(r"(\\d+)\\.(\\d+)(?:\\.(\\d+))?") finds at
+    its start ("6.1.0-18-amd64" -> (6, 1, 0), "6.8-rc1" -> (6, 8, 0)); (0, 0, 0) when it does not
+    start with two numbers. Written out: this runs at every audit, and compiling the pattern
+    cost more than the rest of the host facts (tests/test_startup_regexes.py holds the two equal)."""
+    a = _decimals(release)
+    if not a or release[a:a + 1] != ".":
         return (0, 0, 0)
-    return tuple(int(x or 0) for x in m.groups())
+    rest = release[a + 1:]
+    b = _decimals(rest)
+    if not b:
+        return (0, 0, 0)
+    tail = rest[b:]
+    c = _decimals(tail[1:]) if tail[:1] == "." else 0
+    return (int(release[:a]), int(rest[:b]), int(tail[1:1 + c]) if c else 0)
 
 
 def netns_state(proc: str = "/proc") -> tuple[str, str]:
@@ -107,7 +127,7 @@ def identity(proc: str = "/proc") -> dict:
     }
 
 
-_RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
+_RELEASE = lazy(r"^(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 def _ver_key(release: str) -> tuple:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import os
-import re
 
 from tuneup.model import RLIM_INFINITY, Fact
+from tuneup.rx import lazy
 
 # /proc/PID/limits row name -> short name used in fact keys
 LIMIT_NAMES = {
@@ -16,7 +16,7 @@ LIMIT_NAMES = {
     "Max stack size": "stack",
     "Max address space": "as",
 }
-_ROW = re.compile(r"^(Max [A-Za-z ]+?)\s{2,}(\S+)\s+(\S+)")
+_ROW = lazy(r"^(Max [A-Za-z ]+?)\s{2,}(\S+)\s+(\S+)")
 
 
 def _limit_value(text: str) -> int:

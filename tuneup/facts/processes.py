@@ -27,12 +27,13 @@ import subprocess
 from collections.abc import Iterator
 
 from tuneup.model import Fact
+from tuneup.rx import lazy
 
 BEAM_NAMES = ("beam.smp", "beam")
 BEAM_DEFAULT_PORTS = 65536          # erl(1) +Q default; raised to the fd limit when that is larger
 BEAM_DEFAULT_PROCESSES = 1048576    # erl(1) +P default since OTP 19
 BEAM_PORTS_RANGE = (1024, 134217727)
-_UNIT = re.compile(r"([^/]+\.(?:service|scope))$")
+_UNIT = lazy(r"([^/]+\.(?:service|scope))$")
 
 
 @contextlib.contextmanager

@@ -99,93 +99,90 @@ class Expr:
         self.names: set[str] = set()
         self._keys: set[str] = set()   # fact()/has() keys, gathered by _check's walk
         try:
-            dynamic: set[int] = set()
-            self._check(tree.body, dynamic)
+            constant: list[ast.AST] = []
+            self._check(tree.body, constant)
             self._tree = tree.body
-            self._fold_constants(tree.body, dynamic)
+            self._fold_constants(constant)
         except RecursionError:
             raise ExprError(f"expression nested too deeply: {text!r}") from None
 
-    def _fold_constants(self, node: ast.AST, dynamic: set[int]) -> None:
+    def _fold_constants(self, constant: list[ast.AST]) -> None:
         """Evaluate every constant part (no names, no facts) once, at load time, so that a constant
-        too large to compute (`(9**64)**64`) is a load error, not a failing audit. `dynamic`: the ids
-        of the nodes whose subtree holds a name or a fact()/has() call (from _check's walk)."""
-        if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Tuple, ast.List, ast.Compare,
-                                 ast.BoolOp, ast.IfExp, ast.Subscript)):
-            return
-        if id(node) not in dynamic:
+        too large to compute (`(9**64)**64`) is a load error, not a failing audit. `constant`: the
+        largest subtrees without a name or a fact()/has() call, left to right (from _check's walk)."""
+        for node in constant:
             try:
                 _Eval({}, None, None, self.text).run(node)
             except ExprTooLarge:
                 raise
             except Exception:   # noqa: BLE001 - other failures (1/0 in an untaken branch) wait for evaluation
                 pass
-            return
-        for child in ast.iter_child_nodes(node):
-            self._fold_constants(child, dynamic)
 
-    def _check(self, node: ast.AST, dynamic: set[int]) -> bool:
+    def _check(self, node: ast.AST, constant: list[ast.AST]) -> bool:
         """Refuse what the language does not allow; gather names and fact keys. Returns whether the
-        subtree holds a name (a call's function name included) or fact()/has(), and puts the ids of
-        such nodes in `dynamic`."""
-        d = False
-        if isinstance(node, ast.Constant):
+        subtree holds a name (a call's function name included) or fact()/has(); a subtree that
+        holds neither is put in `constant` in place of its own constant parts, unless it is a bare
+        literal. One walk, dispatched on the node's type (ast.parse makes no subclasses)."""
+        t = type(node)
+        if t is ast.Constant:
             v = node.value
             if not isinstance(v, (int, float, str, bool)) or v is None:
                 raise ExprError(f"constant {v!r} not allowed in {self.text!r}")
-        elif isinstance(node, ast.Name):
+            return False
+        if t is ast.Name:
             name = node.id
             if name in FUNCTIONS or name in CONTEXT_FUNCTIONS:
                 raise ExprError(f"{name} is a function; call it in {self.text!r}")
             if name not in ("True", "False"):
                 self.names.add(name)
-            d = True
-        elif isinstance(node, (ast.Tuple, ast.List)):
-            for e in node.elts:
-                d = self._check(e, dynamic) or d
-        elif isinstance(node, ast.BinOp):
+            return True
+        mark = len(constant)
+        d = False
+        if t is ast.BinOp:
             if type(node.op) not in _BINOPS:
                 raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
-            d = self._check(node.left, dynamic)
-            d = self._check(node.right, dynamic) or d
-        elif isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
-                raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
-            d = self._check(node.operand, dynamic)
-        elif isinstance(node, ast.BoolOp):
-            for v in node.values:
-                d = self._check(v, dynamic) or d
-        elif isinstance(node, ast.Compare):
+            d = self._check(node.left, constant)
+            d = self._check(node.right, constant) or d
+        elif t is ast.Compare:
             for op in node.ops:
                 if type(op) not in _CMPOPS:
                     raise ExprError(f"comparison {type(op).__name__} not allowed in {self.text!r}")
-            d = self._check(node.left, dynamic)
+            d = self._check(node.left, constant)
             for c in node.comparators:
-                d = self._check(c, dynamic) or d
-        elif isinstance(node, ast.IfExp):
-            d = self._check(node.test, dynamic)
-            d = self._check(node.body, dynamic) or d
-            d = self._check(node.orelse, dynamic) or d
-        elif isinstance(node, ast.Subscript):
-            d = self._check(node.value, dynamic)
-            d = self._check(node.slice, dynamic) or d
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+                d = self._check(c, constant) or d
+        elif t is ast.Call and type(node.func) is ast.Name and not node.keywords:
             fname, args = node.func.id, node.args
             if fname not in FUNCTIONS and fname not in CONTEXT_FUNCTIONS:
                 raise ExprError(f"unknown function {fname}() in {self.text!r}")
-            if fname in CONTEXT_FUNCTIONS and (
-                len(args) != 1 or not isinstance(args[0], ast.Constant) or not isinstance(args[0].value, str)
-            ):
-                raise ExprError(f"{fname}() takes one quoted fact key in {self.text!r}")
             if fname in CONTEXT_FUNCTIONS:
+                if len(args) != 1 or type(args[0]) is not ast.Constant or not isinstance(args[0].value, str):
+                    raise ExprError(f"{fname}() takes one quoted fact key in {self.text!r}")
                 self._keys.add(args[0].value)
             for a in args:
-                self._check(a, dynamic)
+                self._check(a, constant)
             d = True        # the function's name is a Name node of its own
+        elif t is ast.Tuple or t is ast.List:
+            for e in node.elts:
+                d = self._check(e, constant) or d
+        elif t is ast.UnaryOp:
+            if type(node.op) not in (ast.USub, ast.UAdd, ast.Not):
+                raise ExprError(f"operator {type(node.op).__name__} not allowed in {self.text!r}")
+            d = self._check(node.operand, constant)
+        elif t is ast.BoolOp:
+            for v in node.values:
+                d = self._check(v, constant) or d
+        elif t is ast.IfExp:
+            d = self._check(node.test, constant)
+            d = self._check(node.body, constant) or d
+            d = self._check(node.orelse, constant) or d
+        elif t is ast.Subscript:
+            d = self._check(node.value, constant)
+            d = self._check(node.slice, constant) or d
         else:
-            raise ExprError(f"{type(node).__name__} not allowed in {self.text!r}")
-        if d:
-            dynamic.add(id(node))
+            raise ExprError(f"{t.__name__} not allowed in {self.text!r}")
+        if not d:           # constant: it stands for its constant parts
+            del constant[mark:]
+            constant.append(node)
         return d
 
     def fact_keys(self) -> set[str]:
@@ -246,9 +243,10 @@ class _Eval:
         return v
 
     def run(self, node: ast.AST) -> Any:
-        if isinstance(node, ast.Constant):
+        t = type(node)      # dispatched on the exact type: ast.parse makes no subclasses
+        if t is ast.Constant:
             return node.value
-        if isinstance(node, ast.Name):
+        if t is ast.Name:
             name = node.id
             if name == "True":
                 return True
@@ -258,29 +256,47 @@ class _Eval:
                 return self.names[name]
             except KeyError:
                 raise ExprError(f"unknown name {name!r} in {self.text!r}") from None
-        if isinstance(node, (ast.Tuple, ast.List)):
-            return tuple(self.run(e) for e in node.elts)
-        if isinstance(node, ast.BinOp):
+        if t is ast.BinOp:
             op = node.op
             a, b = self.run(node.left), self.run(node.right)
-            if isinstance(op, ast.Pow) and isinstance(b, (int, float)) and abs(b) > _MAX_POW:
+            if type(op) is ast.Pow and isinstance(b, (int, float)) and abs(b) > _MAX_POW:
                 raise ExprTooLarge(f"exponent {b} too large (at most {_MAX_POW}) in {self.text!r}")
-            if isinstance(op, ast.Mult) and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
+            if type(op) is ast.Mult and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
                 raise ExprError(f"cannot multiply sequences in {self.text!r}")
-            if isinstance(op, ast.Mod) and isinstance(a, str):
+            if type(op) is ast.Mod and isinstance(a, str):
                 raise ExprError(f"no string formatting in {self.text!r}")
             self._bound(op, a, b)
             return self._checked(_BINOPS[type(op)](a, b))
-        if isinstance(node, ast.UnaryOp):
+        if t is ast.Call:
+            fname = node.func.id
+            if fname in CONTEXT_FUNCTIONS:
+                key = node.args[0].value
+                fn = self.fact if fname == "fact" else self.has
+                if fn is None:
+                    raise ExprError(f"{fname}() not available here: {self.text!r}")
+                return fn(key)
+            return self._checked(FUNCTIONS[fname](*(self.run(a) for a in node.args)))
+        if t is ast.Compare:
+            left = self.run(node.left)
+            for op, c in zip(node.ops, node.comparators):
+                right = self.run(c)
+                if not _CMPOPS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if t is ast.Tuple or t is ast.List:
+            return tuple(self.run(e) for e in node.elts)
+        if t is ast.UnaryOp:
             o = self.run(node.operand)
-            if isinstance(node.op, ast.Not):
+            op = type(node.op)
+            if op is ast.Not:
                 return not o
-            if isinstance(node.op, ast.USub):
+            if op is ast.USub:
                 return -o
-            if isinstance(node.op, ast.UAdd):
+            if op is ast.UAdd:
                 return +o
-        if isinstance(node, ast.BoolOp):
-            if isinstance(node.op, ast.And):
+        if t is ast.BoolOp:
+            if type(node.op) is ast.And:
                 result = True
                 for v in node.values:
                     result = self.run(v)
@@ -293,28 +309,11 @@ class _Eval:
                 if result:
                     return result
             return result
-        if isinstance(node, ast.Compare):
-            left = self.run(node.left)
-            for op, c in zip(node.ops, node.comparators):
-                right = self.run(c)
-                if not _CMPOPS[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.IfExp):
+        if t is ast.IfExp:
             return self.run(node.body) if self.run(node.test) else self.run(node.orelse)
-        if isinstance(node, ast.Subscript):
+        if t is ast.Subscript:
             seq, idx = self.run(node.value), self.run(node.slice)
             if not isinstance(idx, int) or not isinstance(seq, (tuple, str)):
                 raise ExprError(f"only integer indexing of tuples in {self.text!r}")
             return seq[idx]
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            fname = node.func.id
-            if fname in CONTEXT_FUNCTIONS:
-                key = node.args[0].value
-                fn = self.fact if fname == "fact" else self.has
-                if fn is None:
-                    raise ExprError(f"{fname}() not available here: {self.text!r}")
-                return fn(key)
-            return self._checked(FUNCTIONS[fname](*(self.run(a) for a in node.args)))
         raise ExprError(f"cannot evaluate {type(node).__name__} in {self.text!r}")  # pragma: no cover

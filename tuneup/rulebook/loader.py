@@ -15,6 +15,7 @@ import functools
 import itertools
 import math
 import operator
+import os
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -27,13 +28,15 @@ from tuneup import gcpause
 from tuneup.errors import ExprError, ProfileError, RuleFileError, UsageError
 from tuneup.inputs import check_toml_tree, loads_toml, read_text, toml_may_hold_surrogates
 from tuneup.model import FixSpec, Hint, Param, Profile, Rule, Scope, Severity, Status
+from tuneup.record import FRESH, Mutable
 from tuneup.rulebook import parsed
 from tuneup.rulebook.expr import Expr
 from tuneup.rulebook.ops import OPERATORS
+from tuneup.rx import lazy
 
 # Names every expression may use besides profile parameters (filled from the snapshot's host).
 HOST_NAMES = frozenset({"ram_bytes", "cpus", "page_size", "kernel"})
-RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
+RULE_ID_PATTERN = r"[A-Z][A-Z0-9]*(-[A-Z0-9]+)+"   # a whole rule id: rule_id_ok() tests it without a regex
 FIX_KINDS = ("sysctl", "limits", "systemd", "modprobe")
 PROFILES_FILE = "profiles.toml"
 
@@ -44,14 +47,14 @@ _RULE_FIELDS = {
 _REQUIRED = ("id", "title", "severity", "fact", "op", "expected", "scope", "rationale", "refs")
 # `id = "X"` and `[[rule]]` lines (spaces around them; [^\S\n] is whitespace but a newline), found
 # in "\n" + text: a pattern that starts with a newline is searched for quickly.
-_ID_LINE = re.compile(r"""\n[^\S\n]*id[^\S\n]*=[^\S\n]*["']([^"'\n]+)["']""")
-_RULE_LINE = re.compile(r"\n[^\S\n]*(\[\[rule\]\])[^\S\n]*(?=\n|\Z)")
+_ID_LINE = lazy(r"""\n[^\S\n]*id[^\S\n]*=[^\S\n]*["']([^"'\n]+)["']""")
+_RULE_LINE = lazy(r"\n[^\S\n]*(\[\[rule\]\])[^\S\n]*(?=\n|\Z)")
 _ABSENT = {"pass": Status.PASS, "skip": Status.SKIP, "fail": Status.FAIL}
 # Largest parameter value (profiles.toml, tuneup.toml [params], --set): integers stay exact as floats
 # and every threshold computed from them stays far from overflow.
 MAX_PARAM = 2**53
 # A rule id or a glob of them (profile exclude): bounded, so matching stays cheap whatever the file says.
-_RULE_GLOB = re.compile(r"[A-Z0-9*?\[\]!_-]{1,200}")
+_RULE_GLOB = lazy(r"[A-Z0-9*?\[\]!_-]{1,200}")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -69,14 +72,25 @@ def builtin_dir(name: str) -> Path:
     raise RuntimeError(f"tuneup data directory {name!r} not found near {here}")  # broken install
 
 
-@dataclass
-class Rulebook:
+@dataclass(init=False, eq=False, repr=False)
+class Rulebook(Mutable):
     """Every rule, parameter and profile loaded, with profile resolution."""
 
     rules: dict[str, Rule] = field(default_factory=dict)
     params: dict[str, Param] = field(default_factory=dict)
     profile_defs: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_profile: str = "web"
+    # the fact keys of the pre-built built-in rules (tuneup.rulebook.parsed): id -> (rule, keys);
+    # their expressions are compiled when first evaluated, not at load
+    known_keys: dict[str, tuple[Rule, frozenset[str]]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __init__(self, rules=FRESH, params=FRESH, profile_defs=FRESH, default_profile="web",
+                 known_keys=FRESH) -> None:
+        self.rules = {} if rules is FRESH else rules
+        self.params = {} if params is FRESH else params
+        self.profile_defs = {} if profile_defs is FRESH else profile_defs
+        self.default_profile = default_profile
+        self.known_keys = {} if known_keys is FRESH else known_keys
 
     # -- profiles ---------------------------------------------------------------------------
     def lineage(self, name: str) -> list[str]:
@@ -146,12 +160,23 @@ class Rulebook:
     def fact_keys(self) -> set[str]:
         """Every fact key any rule reads: what `collect` must gather."""
         keys: set[str] = set()
+        known = self.known_keys
         for r in self.rules.values():
-            keys.add(r.fact)
-            for text in (r.expected, r.actual, r.when, r.fix.value if r.fix else None, *(h.when for h in r.hints)):
-                if text:
-                    keys |= compile_expr(text).fact_keys()
+            got = known.get(r.id)
+            if got is not None and got[0] is r:
+                keys |= got[1]
+                continue
+            keys |= rule_fact_keys(r)
         return keys
+
+
+def rule_fact_keys(r: Rule) -> frozenset[str]:
+    """The fact a rule reads, and those its expressions read with fact() and has()."""
+    keys = {r.fact}
+    for text in (r.expected, r.actual, r.when, r.fix.value if r.fix else None, *(h.when for h in r.hints)):
+        if text:
+            keys |= compile_expr(text).fact_keys()
+    return frozenset(keys)
 
 
 def _no_fact(key: str) -> Any:
@@ -201,21 +226,109 @@ def load(dirs: list[Path] | None = None) -> Rulebook:
 
 
 def _load(dirs: list[Path] | None) -> Rulebook:
-    book = Rulebook()
-    all_dirs = [builtin_dir("rules"), *(dirs or [])]
-    for i, d in enumerate(all_dirs):
+    """The built-in rules as rules/_parsed.json has them built when every built-in file is the
+    one it records (tuneup.rulebook.parsed), else loaded from their files; then the extra dirs."""
+    root = builtin_dir("rules")
+    names = _toml_names(root)
+    data = parsed.book(root, {name: read_text(root / name, RuleFileError) for name in names})
+    book = book_from_json(data, root) if data is not None else None
+    if book is None:
+        return load_dirs(Rulebook(), [root, *(dirs or [])], builtin_first=True)
+    return load_dirs(book, list(dirs or []))
+
+
+def book_to_json(book: Rulebook, root: Path) -> dict[str, Any]:
+    """A rulebook loaded from root alone as JSON values (book_from_json gives it back): origins
+    relative to root, enums by value, every rule's fact keys."""
+    cut = len(str(root)) + 1
+
+    def rel(origin: str) -> str:
+        assert origin.startswith(str(root) + os.sep), origin
+        return origin[cut:]
+
+    rules = []
+    for r in book.rules.values():
+        row = []
+        for name in _RULE_FIELD_NAMES:
+            v = getattr(r, name)
+            if name == "severity":
+                v = int(v)
+            elif name in ("scope", "absent"):
+                v = v.value
+            elif name == "fix":
+                v = [v.kind, v.key, v.value] if v is not None else None
+            elif name == "hints":
+                v = [[h.text, h.when] for h in v]
+            elif name == "origin":
+                v = rel(v)
+            elif type(v) is tuple:
+                v = list(v)
+            row.append(v)
+        rules.append(row)
+    return {"fields": list(_RULE_FIELD_NAMES), "rules": rules,
+            "keys": {r.id: sorted(rule_fact_keys(r)) for r in book.rules.values()},
+            "params": [[p.name, p.default, p.description, p.derive] for p in book.params.values()],
+            "profiles": [[name, {k: v for k, v in d.items() if k != "_origin"}, rel(d["_origin"])]
+                         for name, d in book.profile_defs.items()],
+            "default_profile": book.default_profile}
+
+
+def book_from_json(data: Any, root: Path) -> Rulebook | None:
+    """The rulebook book_to_json recorded for root, its origins under root again; None when the
+    record is not one (the caller then loads the files)."""
+    prefix = str(root) + os.sep
+    severities = {int(s): s for s in Severity}
+    statuses = {s.value: s for s in Status}
+    try:
+        if data["fields"] != list(_RULE_FIELD_NAMES):
+            return None
+        book = Rulebook(default_profile=data["default_profile"])
+        for name, default, description, derive in data["params"]:
+            book.params[name] = Param(name, default, description, derive)
+        for name, spec, origin in data["profiles"]:
+            book.profile_defs[name] = {**spec, "_origin": prefix + origin}
+        rules, known, keys = book.rules, book.known_keys, data["keys"]
+        for row in data["rules"]:
+            v = dict(zip(_RULE_FIELD_NAMES, row))
+            v["severity"] = severities[v["severity"]]
+            v["scope"] = _SCOPES[v["scope"]]
+            v["absent"] = statuses[v["absent"]]
+            v["refs"] = tuple(v["refs"])
+            v["profiles"] = tuple(v["profiles"])
+            v["fix"] = FixSpec(*v["fix"]) if v["fix"] is not None else None
+            v["hints"] = tuple(Hint(text, when) for text, when in v["hints"])
+            v["origin"] = prefix + v["origin"]
+            rule = rules[v["id"]] = _new_rule(v)
+            known[rule.id] = (rule, frozenset(keys[rule.id]))
+        return book
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _toml_names(d: Path) -> list[str]:
+    """The *.toml names in d, sorted: as d.glob("*.toml") (dot files too), without compiling its pattern."""
+    try:
+        return sorted(name for name in os.listdir(d) if name.endswith(".toml"))
+    except OSError as exc:
+        raise UsageError(f"cannot list the rules directory: {exc.strerror}", str(d)) from None
+
+
+def load_dirs(book: Rulebook, dirs: list[Path], builtin_first: bool = False) -> Rulebook:
+    """Load the profiles of every dir, then its rule files, into book (builtin_first: dirs[0] is
+    the built-in directory, whose files rules/_parsed.json may hold pre-parsed)."""
+    for i, d in enumerate(dirs):
         if not d.is_dir():
             raise UsageError("rules directory does not exist", str(d))
         prof = d / PROFILES_FILE
         if prof.exists():
-            _load_profiles(book, prof, builtin=i == 0)
+            _load_profiles(book, prof, builtin=builtin_first and i == 0)
     if not book.profile_defs:
-        raise ProfileError("no profiles defined", str(all_dirs[0] / PROFILES_FILE))
+        raise ProfileError("no profiles defined", str(dirs[0] / PROFILES_FILE) if dirs else PROFILES_FILE)
     fast = _FastPath(book)   # once the profiles and parameters are known
-    for i, d in enumerate(all_dirs):
-        for path in sorted(d.glob("*.toml")):
+    for i, d in enumerate(dirs):
+        for path in [d / name for name in _toml_names(d)]:
             if path.name != PROFILES_FILE:
-                _load_rules(book, path, fast, builtin=i == 0)
+                _load_rules(book, path, fast, builtin=builtin_first and i == 0)
     for name in book.profile_defs:
         book.lineage(name)   # unknown parents and cycles fail at load
     return book
@@ -312,7 +425,8 @@ def _load_rules(book: Rulebook, path: Path, fast: _FastPath | None = None, built
     (tuneup.rulebook.parsed); checked and built below exactly as a parsed one."""
     text = read_text(path, RuleFileError)
     data = _tree(path, text, builtin, check=False)
-    first_line, more_lines = _lines_by_group(_ID_LINE, text)
+    lines = parsed.id_lines(path, text) if builtin else None
+    first_line, more_lines = lines if lines is not None else _lines_by_group(_ID_LINE, text)
     fast = fast or _FastPath(book)
     built = fast.file(data, text, first_line, more_lines, str(path))
     if built is not None:
@@ -419,7 +533,7 @@ class _FastPath:
             return False
         if text in self.seen[kind]:
             return True
-        if not _PLAIN_INT.fullmatch(text):   # a plain integer needs no parse to be valid
+        if not _plain_int(text):   # a plain integer needs no parse to be valid
             try:
                 ex = compile_expr(text)
             except ExprError:
@@ -460,7 +574,7 @@ class _FastPath:
         estimate = get("estimate", False)
         profiles = get("profiles", _BASELINE)
         if (severity is None or scope_v is None or absent is None or op not in OPERATORS
-                or not RULE_ID.match(rid) or type(section) is not str or type(estimate) is not bool
+                or not rule_id_ok(rid) or type(section) is not str or type(estimate) is not bool
                 or type(profiles) is not list or not _STR_SET >= set(map(type, profiles))):
             return None
         key = tuple(profiles)
@@ -492,7 +606,20 @@ _STR_NONE_SET = frozenset({str, type(None)})
 _SEVERITY_NAMES = dict(Severity.__members__)
 _SEVERITY_WORDS = {str(s): s for s in Severity}   # "warning": the usual spelling, without .upper()
 _SCOPES = {s.value: s for s in Scope}
-_PLAIN_INT = re.compile(r"0|[1-9][0-9]{0,17}")
+PLAIN_INT_PATTERN = r"0|[1-9][0-9]{0,17}"   # a whole plain integer: _plain_int() tests it without a regex
+
+
+def _plain_int(text: str) -> bool:
+    """re.fullmatch(PLAIN_INT_PATTERN, text), without compiling it at every load."""
+    return text.isascii() and text.isdigit() and len(text) <= 18 and (text[0] != "0" or text == "0")
+
+
+def rule_id_ok(rid: str) -> bool:
+    """re.fullmatch(RULE_ID_PATTERN, rid) (AREA-NAME: capitals and digits, dash-separated, a capital
+    first), without compiling the pattern at every load, in C-level tests only
+    (tests/test_startup_regexes.py holds it to the pattern)."""
+    return (rid.isascii() and rid[:1].isalpha() and rid.isupper() and "-" in rid and rid[-1] != "-"
+            and "--" not in rid and rid.replace("-", "").isalnum())
 _RULE_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Rule))
 
 
@@ -525,7 +652,7 @@ def _build_rule(e: Any, where: str, book: Rulebook) -> Rule:
         return v
 
     rid = text_field("id")
-    if not RULE_ID.match(rid):
+    if not rule_id_ok(rid):
         raise RuleFileError(f"rule id {rid!r} must look like AREA-NAME (capitals, digits, dashes)", where)
     try:
         severity = Severity.parse(text_field("severity"))

@@ -1,9 +1,19 @@
-"""The built-in rule and profile files, pre-parsed: rules/_parsed.json holds each file's exact text
-and the tree TOML gives for it, as JSON (which the C decoder reads about 10x faster than the TOML
-parser, and without importing it). Only the parse is saved: the loader checks and builds the tree
-as it does a freshly parsed one, and it uses an entry only when the file's text is byte for byte
-the text recorded, so a stale or edited file is parsed as TOML (nothing is ever written at run
-time). tests/test_parsed_rules.py fails when the checked-in file is stale.
+"""The built-in rule and profile files, pre-parsed and pre-built: rules/_parsed.json holds
+
+- for each file: its exact text, the tree TOML gives for it, as JSON (which the C decoder reads
+  about 10x faster than the TOML parser, and without importing it), and the line of each rule's
+  `id = ` (what the loader would find in the text with its pattern);
+- the rulebook those files load into (the loader's book_to_json: every rule's fields, its fact
+  keys, the parameters and profiles), built by the loader itself from the TOML.
+
+The loader uses the rulebook when the built-in directory holds exactly the recorded files, each
+byte for byte the recorded text: it then neither parses, checks nor builds anything, and compiles a
+built-in rule's expressions when an audit first evaluates them (the checks ran when the record
+was built, and tests/test_parsed_rules.py holds the record to a fresh load). When a file differs
+(an operator edited a rule in place), the rules are loaded from the files: a recorded tree is used
+for a file whose text is the recorded one, and is then checked and built as a freshly parsed one;
+any other file is parsed as TOML. Nothing is ever written at run time; the test fails when the
+checked-in file is stale.
 
     python -m tuneup.rulebook.parsed rules/_parsed.json      # regenerate after editing rules/
 """
@@ -17,7 +27,8 @@ from typing import Any
 
 NAME = "_parsed.json"
 SCHEMA = "tuneup.parsed-rules/1"
-_cache: dict[str, dict[str, tuple[str, str]]] = {}     # rules dir -> name -> (text, tree as JSON)
+_cache: dict[str, dict[str, tuple[str, str, str]]] = {}   # rules dir -> name -> (text, tree, id lines as JSON)
+_books: dict[str, str] = {}                               # rules dir -> its rulebook (book_to_json) as JSON
 
 
 def _json_only(node: Any, where: str) -> None:
@@ -40,32 +51,37 @@ def build(rules_dir: Path) -> str:
     """The JSON document for every *.toml in rules_dir, one file a line: its text, and its tree
     as a JSON string (decoded afresh for each load, so no two loads share a tree)."""
     from tuneup.compat import tomllib
+    from tuneup.rulebook.loader import _ID_LINE, _lines_by_group
 
     lines = []
     for path in sorted(rules_dir.glob("*.toml")):
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
         _json_only(data, path.name)
-        entry = {"text": text, "data": json.dumps(data)}   # in TOML order (params are declared in order)
+        entry = {"text": text, "data": json.dumps(data),    # in TOML order (params are declared in order)
+                 "lines": json.dumps(_lines_by_group(_ID_LINE, text))}
         lines.append(f"{json.dumps(path.name)}: {json.dumps(entry, sort_keys=True)}")
-    return '{"schema": "%s", "files": {\n%s\n}}\n' % (SCHEMA, ",\n".join(lines))
+    from tuneup.rulebook.loader import Rulebook, book_to_json, load_dirs
+
+    built = json.dumps(book_to_json(load_dirs(Rulebook(), [rules_dir]), rules_dir), separators=(",", ":"))
+    return '{"schema": "%s", "files": {\n%s\n},\n"book": %s}\n' % (SCHEMA, ",\n".join(lines), json.dumps(built))
 
 
-def _entries(rules_dir: Path) -> dict[str, tuple[str, str]]:
-    """name -> (text, tree as JSON) from rules_dir/_parsed.json; empty when it is missing or not
-    what build() writes."""
+def _entries(rules_dir: Path) -> dict[str, tuple[str, str, str]]:
+    """name -> (text, tree, id lines; both as JSON) from rules_dir/_parsed.json; empty when it is
+    missing or not what build() writes."""
     try:
         doc = json.loads((rules_dir / NAME).read_text(encoding="utf-8"))
         files = doc["files"] if isinstance(doc, dict) and doc.get("schema") == SCHEMA else {}
-        return {name: (e["text"], e["data"]) for name, e in files.items()
-                if isinstance(e, dict) and isinstance(e.get("text"), str) and isinstance(e.get("data"), str)}
+        if files and isinstance(doc.get("book"), str):
+            _books[str(rules_dir)] = doc["book"]
+        return {name: (e["text"], e["data"], e["lines"]) for name, e in files.items()
+                if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("text", "data", "lines"))}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
-def tree(path: Path, text: str) -> Any | None:
-    """The pre-parsed tree of path (a file of the built-in rules directory) when _parsed.json
-    beside it records exactly this text, else None (the caller parses the TOML)."""
+def _decoded(path: Path, text: str, part: int) -> Any | None:
     key = str(path.parent)
     entries = _cache.get(key)
     if entries is None:
@@ -74,9 +90,41 @@ def tree(path: Path, text: str) -> Any | None:
     if entry is None or entry[0] != text:
         return None
     try:
-        return json.loads(entry[1])
+        return json.loads(entry[part])      # afresh each time: the caller may change it
     except ValueError:
         return None
+
+
+def book(rules_dir: Path, texts: dict[str, str]) -> Any | None:
+    """The rulebook rules_dir's files load into, as the loader's book_to_json recorded it, when
+    texts ({name: text} of every *.toml in rules_dir) are exactly the files recorded; else None
+    (the caller loads the files). Decoded afresh each time."""
+    key = str(rules_dir)
+    entries = _cache.get(key)
+    if entries is None:
+        entries = _cache[key] = _entries(rules_dir)
+    if entries.keys() != texts.keys() or any(entries[name][0] != text for name, text in texts.items()):
+        return None
+    built = _books.get(key)
+    try:
+        return json.loads(built) if built is not None else None
+    except ValueError:
+        return None
+
+
+def tree(path: Path, text: str) -> Any | None:
+    """The pre-parsed tree of path (a file of the built-in rules directory) when _parsed.json
+    beside it records exactly this text, else None (the caller parses the TOML)."""
+    return _decoded(path, text, 1)
+
+
+def id_lines(path: Path, text: str) -> tuple[dict[str, int], dict[str, list[int]]] | None:
+    """What the loader's _lines_by_group(_ID_LINE, text) gives for path when _parsed.json records
+    exactly this text (the line of each rule id, and the lines of ids given more than once), else None."""
+    got = _decoded(path, text, 2)
+    if (type(got) is not list or len(got) != 2 or type(got[0]) is not dict or type(got[1]) is not dict):
+        return None
+    return got[0], got[1]
 
 
 def main(argv: list[str] | None = None) -> int:
