@@ -9,10 +9,12 @@ collection, rules, evaluation, rendering): whole audit minus the floor.
 
 Targets (issue 15): tuneup's own work <= 0.2x the floor, i.e. the whole `tuneup audit` <= 1.2x.
 
-    python benchmarks/startup_bench.py [--runs 21] [--show-floor]
+    python benchmarks/startup_bench.py [--runs 21] [--show-floor] [--instructions]
 
 Commands run alternating, stdout to /dev/null; medians. Other work on the machine shows up as
-spread between runs: the script prints the inter-quartile range too.
+spread between runs: the script prints the inter-quartile range too. --instructions also counts
+the instructions of one run of each under valgrind's callgrind (when valgrind is installed): the
+same ratios without the noise of a shared VM (user-space work only; system calls are not counted).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--show-floor", action="store_true")
+    ap.add_argument("--instructions", action="store_true", help="also count instructions (callgrind)")
     args = ap.parse_args()
     from tuneup.cli import audit
 
@@ -146,6 +149,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
                 times[name].append(time.perf_counter() - t0)
+        counted = _instructions(cases, env) if args.instructions else None
     floor_ms = statistics.median(times["typer floor (audit's options)"])
     print(f"python {sys.version.split()[0]}, {args.runs} alternating runs, load average "
           f"{open('/proc/loadavg').read().split()[0]}")
@@ -161,6 +165,35 @@ def main() -> None:
               f"{'met' if whole / floor_ms <= TARGET_WHOLE else 'NOT met'}); tuneup's own work "
               f"{own * 1000:.1f} ms = {own / floor_ms:.2f}x the floor (target <= {TARGET_OWN}: "
               f"{'met' if own / floor_ms <= TARGET_OWN else 'NOT met'})")
+
+    if counted:
+        floor_n = counted["typer floor (audit's options)"]
+        print(f"\ninstructions (callgrind, one run each): floor {floor_n / 1e6:.0f}M")
+        for name in ("tuneup audit -f json", "tuneup audit (table)"):
+            whole = counted[name]
+            print(f"{name}: {whole / 1e6:.0f}M, whole {whole / floor_n:.3f}x, tuneup's own work "
+                  f"{(whole - floor_n) / 1e6:.0f}M = {(whole - floor_n) / floor_n:.3f}x the floor")
+
+
+def _instructions(cases: dict[str, list[str]], env: dict[str, str]) -> dict[str, int] | None:
+    """Instructions of one run of each case but `python -c pass`, under callgrind."""
+    import re
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        print("valgrind not found: no instruction counts", file=sys.stderr)
+        return None
+    out = {}
+    for name, cmd in cases.items():
+        if name == "python -c pass":
+            continue
+        r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+        m = re.search(r"Collected : (\d+)", r.stderr)
+        if m is None:
+            sys.exit(f"callgrind gave no count for {name}: {r.stderr[-500:]}")
+        out[name] = int(m.group(1))
+    return out
 
 
 if __name__ == "__main__":
