@@ -11,6 +11,8 @@ import random
 import re
 import subprocess
 
+import pytest
+
 from conftest import tuneup_cmd
 
 from tuneup.errors import RuleFileError
@@ -370,8 +372,12 @@ def test_a_file_the_fast_path_takes_needs_no_tree_check_and_one_it_does_not_is_c
             assert {"GEN-00000", "GEN-00001"} <= set(book.rules)
             check_tree(loads_toml(text, "gen.toml", RuleFileError), "gen.toml", RuleFileError)
         else:
-            with pytest.raises(RuleFileError, match=re.escape(message)):
+            with pytest.raises(RuleFileError, match=re.escape(message)) as err:
                 loader.load([tmp_path])
+            if "unknown" not in message:      # the line of the value too
+                key = message.split(":")[0].rsplit(".", 1)[-1]
+                line = text.split("\n").index(next(x for x in text.split("\n")[::-1] if x.startswith(key + " ="))) + 1
+                assert err.value.where == f"{tmp_path / 'gen.toml'}:{line}", (err.value.where, line)
 
 
 def test_lines_are_counted_at_newlines_only_as_the_toml_parser_counts_them(tmp_path):
@@ -402,3 +408,37 @@ def test_printable_and_has_unsafe_agree_with_the_regex_on_every_code_point():
                                  else f"\\u{ord(m.group(0)):04x}"), text)
         assert printable(text) == want, hex(ord(c))
         assert has_unsafe(text) == (rx.search(text) is not None), hex(ord(c))
+
+
+def test_toml_line_follows_headers_and_keys():
+    from tuneup.inputs import toml_line
+
+    text = ('top = 1\n[[rule]]\nid = "A"\n\n[[ rule ]]\nid = "B"\nfix = { kind = "sysctl", value = 1 }\n'
+            'expected = 5\n[param.connections]\ndefault = 7\n"quoted.key" = 2\n[[waiver]]\nrule = "X"\n')
+    assert toml_line(text, "top") == 1
+    assert toml_line(text, "rule[0].id") == 3
+    assert toml_line(text, "rule[1].id") == 6
+    assert toml_line(text, "rule[1].fix.value") == 7          # inside an inline table: its key's line
+    assert toml_line(text, "rule[1].expected") == 8
+    assert toml_line(text, "param.connections.default") == 10
+    assert toml_line(text, 'param.connections["quoted.key"]') == 9   # not told apart: the table's header
+    assert toml_line(text, "waiver[0].rule") == 13
+    assert toml_line(text, "rule[2].id") is None and toml_line(text, "nosuch") is None
+    assert toml_line(text, "a..b") is None and toml_line("", "rule[0]") is None
+
+
+def test_an_out_of_range_number_in_a_waiver_or_config_file_names_its_line(tmp_path):
+    from tuneup import config, waivers
+    from tuneup.errors import TuneupError
+
+    w = tmp_path / "waivers.toml"
+    w.write_text('[[waiver]]\nrule = "NET-SOMAXCONN"\nreason = "r"\n\n[[waiver]]\nrule = "FD-*"\n'
+                 'reason = "r"\nexpires = ' + "9" * 50 + "\n")
+    with pytest.raises(TuneupError) as err:
+        waivers.load(w)
+    assert err.value.where == f"{w}:8" and "integer too large" in err.value.message
+    c = tmp_path / "tuneup.toml"
+    c.write_text('profile = "web"\n[params]\nconnections = inf\n')
+    with pytest.raises(TuneupError) as err:
+        config.load(c)
+    assert err.value.where == f"{c}:3", err.value

@@ -268,8 +268,71 @@ def loads_toml(text: str, where: str, error: type[TuneupError], check: bool = Tr
 
 
 def check_toml_tree(data: Any, text: str, where: str, error: type[TuneupError]) -> None:
-    """check_tree for a tree loads_toml(text, check=False) gave."""
-    check_tree(data, where, error, root="", strings=toml_may_hold_surrogates(text))
+    """check_tree for a tree loads_toml(text, check=False) gave; a refusal names the line of the
+    value too ("rules/x.toml:14: rule[3].expected: integer too large ...") when it can be found."""
+    try:
+        check_tree(data, where, error, root="", strings=toml_may_hold_surrogates(text))
+    except error as exc:
+        path = exc.message.split(": ", 1)[0]
+        line = toml_line(text, path) if exc.where == where else None
+        if line is None:
+            raise
+        raise error(exc.message, f"{where}:{line}") from None
+
+
+_TOML_PATH_PART = r'\.?([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]'   # .key [3] ["odd key"]
+
+
+def _toml_path(path: str) -> list[str | int] | None:
+    """check_tree's path of a TOML value ("rule[3].fix.value") as keys and array indexes."""
+    out: list[str | int] = []
+    end = 0
+    for m in re.finditer(_TOML_PATH_PART, path):
+        if m.start() != end:
+            return None
+        end = m.end()
+        bare, index, quoted = m.groups()
+        out.append(bare if bare is not None else int(index) if index is not None else json.loads(quoted))
+    return out if out and end == len(path) else None
+
+
+def _toml_keys(text: str) -> list[str]:
+    """The parts of a dotted TOML key (bare or quoted), as written."""
+    return [k.strip().strip("\"'") for k in text.split(".")]
+
+
+def toml_line(text: str, path: str) -> int | None:
+    """The line (1-based) of the value at check_tree's path in a TOML text, found by following
+    its [table] and [[array]] headers and `key =` lines (an error path only: best effort, None
+    when it cannot be told; multi-line strings are not skipped)."""
+    target = _toml_path(path)
+    if target is None:
+        return None
+    current: list[str | int] = []
+    counts: dict[tuple[str, ...], int] = {}
+    best, best_len = None, 0
+    for n, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if line.startswith("[["):
+            name = tuple(_toml_keys(line[2:line.find("]]")] if "]]" in line else line[2:]))
+            counts[name] = counts.get(name, -1) + 1
+            current = [*name, counts[name]]
+            here = current
+        elif line.startswith("["):
+            current = list(_toml_keys(line[1:line.find("]")] if "]" in line else line[1:]))
+            here = current
+        elif "=" in line and not line.startswith("#"):
+            here = [*current, *_toml_keys(line.split("=", 1)[0])]
+        else:
+            continue
+        k = 0
+        while k < len(here) and k < len(target) and here[k] == target[k]:
+            k += 1
+        if k == len(here) and k > best_len:
+            best, best_len = n, k
+            if k == len(target):
+                break
+    return best
 
 
 def toml_may_hold_surrogates(text: str) -> bool:
