@@ -52,16 +52,29 @@ def read_text(path: Path | str, error: type[TuneupError], limit: int | None = No
     what = {"snapshot": "a snapshot", "rule file": "a rule file", "profile": "a rule file"}.get(
         getattr(error, "kind", ""), "this kind of file")
     try:
-        with open(where, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC)   # unbuffered: no isatty ioctl, no lseek
+        try:
+            st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
                 raise IsADirectoryError
-            if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            regular = stat.S_ISREG(st.st_mode)
+            if regular and st.st_size > limit:
                 raise error(f"too large: {_size(st.st_size)}; tuneup reads at most {_size(limit)} from {what}", where)
-            data = fh.read(limit + 1)
+            chunks: list[bytes] = []
+            left = limit + 1
+            step = st.st_size + 1 if regular else 1 << 16    # a regular file: its size, then EOF
+            while left > 0:
+                chunk = os.read(fd, min(left, max(step, 1 << 16)))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = b"".join(chunks)
             if len(data) > limit:
                 raise error(f"too large: more than {_size(limit)}; tuneup reads at most {_size(limit)} from {what}",
                             where)
+        finally:
+            os.close(fd)
         text = data.decode("utf-8")
         # as text mode would: universal newlines
         return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
