@@ -15,9 +15,10 @@ per-namespace keys (a netns-scoped rule AND a net.* key).
 
 rollback treats the record as untrusted input: it must be a regular file owned by root and not
 writable by group or others; its schema and types are checked; every path must lie in an area
-tuneup writes (etc/sysctl.d, etc/security/limits.d, etc/systemd, etc/modprobe.d) and is opened
-confined under ROOT; every sysctl must be a key some rule's fix writes, with numeric values, and
-only in a record of a live apply; modes are permission bits only (no setuid, setgid or sticky).
+tuneup writes (etc/sysctl.d, etc/security/limits.d, etc/systemd, etc/modprobe.d,
+etc/modules-load.d) and is opened confined under ROOT; every sysctl must be a key some rule's fix
+writes, with numeric values, and only in a record of a live apply; modes are permission bits only
+(no setuid, setgid or sticky).
 The record is kept until every step succeeded, so rollback can be re-run; in another network
 namespace than the apply's it refuses (exit 2) and keeps the record.
 
@@ -52,7 +53,7 @@ from tuneup.textsafe import printable
 STATE = "var/lib/tuneup/state.json"
 MARKER = "Written by tuneup"
 STATE_SCHEMA = "tuneup.applied/2"
-WRITE_AREAS = ("etc/sysctl.d/", "etc/security/limits.d/", "etc/systemd/", "etc/modprobe.d/")
+WRITE_AREAS = ("etc/sysctl.d/", "etc/security/limits.d/", "etc/systemd/", "etc/modprobe.d/", "etc/modules-load.d/")
 MAX_RECORD = 64 * 2**20
 NUMERIC = re.compile(r"^-?[0-9]{1,20}(?:[ \t]+-?[0-9]{1,20}){0,7}$")
 NEVER_KEYS = ("kernel.core_pattern", "kernel.modprobe", "kernel.hotplug", "kernel.poweroff_cmd",
