@@ -29,6 +29,9 @@ from tuneup.model import Fact, Finding, Report, Rule, Scope, Severity, Snapshot,
 
 MAX_ROUNDS = 5
 TUNEUP_NAME = "tuneup.conf"
+# systemd directives of a unit's cgroup (systemd.resource-control(5)): one value, no soft:hard, no
+# limits.conf item; only TasksMax= has a manager-wide default (DefaultTasksMax=, systemd-system.conf(5))
+CGROUP_DIRECTIVES = ("TasksMax", "MemoryMax")
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ def plan_fixes(all_rules: Sequence[Rule], profile_rules: Sequence[Rule], snapsho
                     skipped[(rule.id, f.key)] = Skipped(rule.id, f.key, why_not)
                 continue
             rule, f, value = pick
-            if tgt[0] in ("systemd", "limits"):
+            if is_rlimit(*tgt):
                 value = _limit_value(all_rules, tgt, value, snapshot.facts)
             orig = first_seen.get(rule.id, f)
             prev = chosen.get(tgt)
@@ -178,10 +181,24 @@ def plan_fixes(all_rules: Sequence[Rule], profile_rules: Sequence[Rule], snapsho
     for i in items:
         _check_names(i)
     unit, notes = _service(snapshot, service, items, rootfs)
+    unplaced = [i for i in items if i.kind == "systemd" and i.key in CGROUP_DIRECTIVES
+                and unit is None and not (rootfs and i.key == "TasksMax")]
+    if unplaced:        # a cgroup limit belongs to a unit: limits.conf cannot set it
+        items = tuple(i for i in items if i not in unplaced)
+        for i in unplaced:
+            for rid in i.rules:
+                skipped[(rid, i.key)] = Skipped(
+                    rid, i.key, f"not written: {i.key}= is set on the server's systemd unit and no unit is known "
+                    "(give --service NAME" + (", or audit the running server with --pid" if not rootfs else "") + ")")
     notes += _procps_notes(snapshot, items)
     return FixPlan(items=items, skipped=tuple(skipped.values()), profile=report.profile, host=dict(snapshot.host),
                    service=unit, child_netns=child, rootfs=rootfs, setters=_setters(snapshot, items),
                    notes=tuple(notes), tuned_profile=_tuned(snapshot))
+
+
+def is_rlimit(kind: str, key: str) -> bool:
+    """A process resource limit (soft:hard): limits.conf, LimitX=, DefaultLimitX=; not a cgroup directive."""
+    return kind == "limits" or (kind == "systemd" and key.removeprefix("Default") not in CGROUP_DIRECTIVES)
 
 
 def _limit_value(all_rules: Sequence[Rule], tgt: tuple[str, str], value: int | tuple[int, ...],
@@ -259,7 +276,8 @@ def _service(snapshot: Snapshot, service: str | None, items: tuple[FixItem, ...]
         unit = units[0] if units else None
     if unit is not None:
         check(UNIT_NAME, unit, "unit name")
-    wants_unit = [i for i in items if i.kind == "systemd" and not i.key.startswith("Default")]
+    wants_unit = [i for i in items if i.kind == "systemd" and not i.key.startswith("Default")
+                  and i.key not in CGROUP_DIRECTIVES]
     if wants_unit and unit is None:
         if rootfs:
             notes.append("no --service given: process limits go to DefaultLimit*= in system.conf.d "
@@ -316,6 +334,11 @@ def _setters(snapshot: Snapshot, items: tuple[FixItem, ...]) -> dict[str, tuple[
             if c is not None and isinstance(c.value, str):
                 for part in c.value.split("; "):
                     add("sysctl", part.split(" sets ", 1)[0])
+        elif i.kind == "systemd" and i.key in CGROUP_DIRECTIVES:   # the drop-in that sets it now
+            fact = {"TasksMax": "cgroup.pids.max", "MemoryMax": "cgroup.memory.max"}[i.key]
+            for k, f in facts.items():
+                if (k == fact or k.endswith("." + fact)) and f.value is not None:
+                    add("systemd", f.source.split(" (", 1)[0])
         elif i.kind in ("systemd", "limits"):
             for k, f in facts.items():
                 if k.startswith(("rlimit.", "pam.")) and f.value is not None:
@@ -368,4 +391,5 @@ def conf_name(setters: Iterable[str], minimum: int = 60, suffix: str = TUNEUP_NA
                        "rename that file or write the setting into it")
 
 
-__all__ = ["FixItem", "FixPlan", "Skipped", "plan_fixes", "conf_name", "target_facts", "Severity"]
+__all__ = ["FixItem", "FixPlan", "Skipped", "plan_fixes", "conf_name", "target_facts", "is_rlimit", "Severity",
+           "CGROUP_DIRECTIVES"]

@@ -14,7 +14,7 @@ import shlex
 from typing import Any
 
 from tuneup import __version__
-from tuneup.fixes import FixItem, FixPlan, conf_name
+from tuneup.fixes import FixItem, FixPlan, conf_name, is_rlimit
 from tuneup.fixes.values import comment, rlimit_pair, safe, text_of
 from tuneup.textsafe import block_safe
 
@@ -117,19 +117,23 @@ def render_files(plan: FixPlan) -> dict[str, str]:
     def limit_rows(items: list[FixItem], manager_conf: bool) -> list[dict[str, Any]]:
         rows = []
         for i in items:
-            soft, hard = rlimit_pair(i.value, None)   # the plan made it (soft, hard)
             directive = i.key if i.kind == "systemd" else f"Limit{i.key.upper()}"
             if manager_conf and not directive.startswith("Default"):
                 directive = "Default" + directive
+            if not is_rlimit(i.kind, i.key):       # a cgroup directive: TasksMax=N, MemoryMax=BYTES
+                rows.append({**_common(i), "single": text_of(i.value), "directive": safe(directive, "directive")})
+                continue
+            soft, hard = rlimit_pair(i.value, None)   # the plan made it (soft, hard)
             rows.append({**_common(i), "item": safe(_limit_item(i), "item"), "soft": soft, "hard": hard,
-                         "directive": safe(directive, "directive")})
+                         "single": None, "directive": safe(directive, "directive")})
         return rows
 
     if dropin:
         unit = plan.service
         name = conf_name(plan.setters.get("systemd", ()), suffix="tuneup-limits.conf")
         files[f"etc/systemd/system/{unit}.d/{name}"] = env.get_template("systemd.conf.j2").render(
-            **header("#", f"systemd drop-in for {unit}: LimitX= beats DefaultLimitX= and limits.conf."),
+            **header("#", f"systemd drop-in for {unit}: LimitX= beats DefaultLimitX= and limits.conf; "
+                          "TasksMax= and MemoryMax= size the unit's cgroup."),
             section="Service", items=limit_rows(dropin, False))
     if manager:
         name = conf_name(plan.setters.get("systemd", ()))
