@@ -43,6 +43,20 @@ def _size(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
 
 
+def read_upto(fd: int, want: int, step: int = 0) -> bytes:
+    """At most `want` bytes from fd, read to EOF with os.read (unbuffered: a buffered open() adds an
+    fstat, an isatty ioctl and an lseek to every file), `step` (at least 64 KiB) at a time."""
+    chunks: list[bytes] = []
+    step = max(step, 1 << 16)
+    while want > 0:
+        chunk = os.read(fd, min(want, step))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        want -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_text(path: Path | str, error: type[TuneupError], limit: int | None = None) -> str:
     """The file's text, refused (error, naming the file) when larger than ``limit`` bytes (by
     default the limit of the error's kind): checked on the open descriptor before reading, and
@@ -52,7 +66,7 @@ def read_text(path: Path | str, error: type[TuneupError], limit: int | None = No
     what = {"snapshot": "a snapshot", "rule file": "a rule file", "profile": "a rule file"}.get(
         getattr(error, "kind", ""), "this kind of file")
     try:
-        fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC)   # unbuffered: no isatty ioctl, no lseek
+        fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
@@ -60,16 +74,8 @@ def read_text(path: Path | str, error: type[TuneupError], limit: int | None = No
             regular = stat.S_ISREG(st.st_mode)
             if regular and st.st_size > limit:
                 raise error(f"too large: {_size(st.st_size)}; tuneup reads at most {_size(limit)} from {what}", where)
-            chunks: list[bytes] = []
-            left = limit + 1
-            step = st.st_size + 1 if regular else 1 << 16    # a regular file: its size, then EOF
-            while left > 0:
-                chunk = os.read(fd, min(left, max(step, 1 << 16)))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-            data = b"".join(chunks)
+            # a regular file: its size in one read, then the EOF; anything else in 64 KiB reads
+            data = read_upto(fd, limit + 1, st.st_size + 1 if regular else 0)
             if len(data) > limit:
                 raise error(f"too large: more than {_size(limit)}; tuneup reads at most {_size(limit)} from {what}",
                             where)

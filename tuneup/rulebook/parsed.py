@@ -27,8 +27,8 @@ from typing import Any
 
 NAME = "_parsed.json"
 SCHEMA = "tuneup.parsed-rules/1"
-_cache: dict[str, dict[str, tuple[str, str, str]]] = {}   # rules dir -> name -> (text, tree, id lines as JSON)
-_books: dict[str, str] = {}                               # rules dir -> its rulebook (book_to_json) as JSON
+# rules dir -> ({name: (text, tree as JSON, id lines as JSON)}, its rulebook (book_to_json) as JSON or None)
+_cache: dict[str, tuple[dict[str, tuple[str, str, str]], str | None]] = {}
 
 
 def _json_only(node: Any, where: str) -> None:
@@ -48,10 +48,11 @@ def _json_only(node: Any, where: str) -> None:
 
 
 def build(rules_dir: Path) -> str:
-    """The JSON document for every *.toml in rules_dir, one file a line: its text, and its tree
-    as a JSON string (decoded afresh for each load, so no two loads share a tree)."""
+    """The JSON document for every *.toml in rules_dir, one file a line (its text, its tree and its
+    id lines, both as JSON strings: decoded afresh for each load, so no two loads share one), then
+    the rulebook the loader builds from those files (a JSON string too)."""
     from tuneup.compat import tomllib
-    from tuneup.rulebook.loader import _ID_LINE, _lines_by_group
+    from tuneup.rulebook.loader import _ID_LINE, Rulebook, _lines_by_group, book_to_json, load_dirs
 
     lines = []
     for path in sorted(rules_dir.glob("*.toml")):
@@ -61,55 +62,51 @@ def build(rules_dir: Path) -> str:
         entry = {"text": text, "data": json.dumps(data),    # in TOML order (params are declared in order)
                  "lines": json.dumps(_lines_by_group(_ID_LINE, text))}
         lines.append(f"{json.dumps(path.name)}: {json.dumps(entry, sort_keys=True)}")
-    from tuneup.rulebook.loader import Rulebook, book_to_json, load_dirs
 
     built = json.dumps(book_to_json(load_dirs(Rulebook(), [rules_dir]), rules_dir), separators=(",", ":"))
     return '{"schema": "%s", "files": {\n%s\n},\n"book": %s}\n' % (SCHEMA, ",\n".join(lines), json.dumps(built))
 
 
-def _entries(rules_dir: Path) -> dict[str, tuple[str, str, str]]:
-    """name -> (text, tree, id lines; both as JSON) from rules_dir/_parsed.json; empty when it is
-    missing or not what build() writes."""
+def _record(rules_dir: Path) -> tuple[dict[str, tuple[str, str, str]], str | None]:
+    """({name: (text, tree, id lines; both as JSON)}, the rulebook as JSON or None) from
+    rules_dir/_parsed.json, read once per directory; ({}, None) when it is missing or not what
+    build() writes."""
+    key = str(rules_dir)
+    got = _cache.get(key)
+    if got is not None:
+        return got
     try:
         doc = json.loads((rules_dir / NAME).read_text(encoding="utf-8"))
         files = doc["files"] if isinstance(doc, dict) and doc.get("schema") == SCHEMA else {}
-        if files and isinstance(doc.get("book"), str):
-            _books[str(rules_dir)] = doc["book"]
-        return {name: (e["text"], e["data"], e["lines"]) for name, e in files.items()
-                if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("text", "data", "lines"))}
+        entries = {name: (e["text"], e["data"], e["lines"]) for name, e in files.items()
+                   if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("text", "data", "lines"))}
+        built = doc["book"] if entries and isinstance(doc.get("book"), str) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        entries, built = {}, None
+    got = _cache[key] = (entries, built)
+    return got
+
+
+def _loads(text: str | None) -> Any | None:
+    try:
+        return json.loads(text) if text is not None else None     # afresh each time: the caller may change it
+    except ValueError:
+        return None
 
 
 def _decoded(path: Path, text: str, part: int) -> Any | None:
-    key = str(path.parent)
-    entries = _cache.get(key)
-    if entries is None:
-        entries = _cache[key] = _entries(path.parent)
-    entry = entries.get(path.name)
-    if entry is None or entry[0] != text:
-        return None
-    try:
-        return json.loads(entry[part])      # afresh each time: the caller may change it
-    except ValueError:
-        return None
+    entry = _record(path.parent)[0].get(path.name)
+    return _loads(entry[part]) if entry is not None and entry[0] == text else None
 
 
 def book(rules_dir: Path, texts: dict[str, str]) -> Any | None:
     """The rulebook rules_dir's files load into, as the loader's book_to_json recorded it, when
     texts ({name: text} of every *.toml in rules_dir) are exactly the files recorded; else None
     (the caller loads the files). Decoded afresh each time."""
-    key = str(rules_dir)
-    entries = _cache.get(key)
-    if entries is None:
-        entries = _cache[key] = _entries(rules_dir)
+    entries, built = _record(rules_dir)
     if entries.keys() != texts.keys() or any(entries[name][0] != text for name, text in texts.items()):
         return None
-    built = _books.get(key)
-    try:
-        return json.loads(built) if built is not None else None
-    except ValueError:
-        return None
+    return _loads(built)
 
 
 def tree(path: Path, text: str) -> Any | None:
